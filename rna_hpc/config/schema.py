@@ -8,14 +8,14 @@ imports neither torch nor Lightning: composing a config must stay cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
-class DataFormat(str, Enum):
+class DataFormat(StrEnum):
     """Where targets come from."""
 
     synthetic = "synthetic"  # generated on first use from a seed (smoke data)
@@ -23,17 +23,17 @@ class DataFormat(str, Enum):
     structures = "structures"  # a directory of PDB / mmCIF files
 
 
-class OnError(str, Enum):
+class OnError(StrEnum):
     raise_ = "raise"
     skip = "skip"
 
 
-class UnknownNucleotide(str, Enum):
+class UnknownNucleotide(StrEnum):
     mask = "mask"  # keep the residue as N (embedded as unknown, masked out of pair features)
     reject = "reject"  # drop the target (or raise, see on_error)
 
 
-class SplitPolicy(str, Enum):
+class SplitPolicy(StrEnum):
     files = "files"  # train_* / val_* files of the Kaggle layout
     seed = "seed"  # random split by data.split_seed and data.val_fraction
     temporal = "temporal"  # targets after data.temporal_cutoff go to validation

@@ -1,0 +1,57 @@
+# rna_hpc developer commands. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+DEMO ?= outputs/demo
+
+.DEFAULT_GOAL := help
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## Create the venv: torch 2.13.0 (CPU) first, then the locked set
+$(VENV)/.installed: pyproject.toml requirements.lock
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --no-compile torch==2.13.0 uv==0.13.9
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock -e .
+	$(PY) -c "import torch, sys; sys.exit(0 if '+cpu' in torch.__version__ or torch.cuda.is_available() else 'a CUDA torch build was pulled in')"
+	touch $@
+
+demo: install ## The main job: train on the embedded synthetic set, predict PDB files, evaluate TM-score
+	$(PY) -m rna_hpc.demo out_dir=$(DEMO)
+
+test: install ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
+	SLURM_LOCAL_NODES=2 bash slurm/start.sh
+	$(PYTEST) tests
+
+test-fast: install ## Everything but the Slurm layer
+	$(PYTEST) tests -m "not slurm"
+
+test-slurm: install slurm-up ## Only the tests against the real local Slurm
+	$(PYTEST) tests -m slurm
+
+lint: install ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## ruff fix + format
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+slurm-up: ## Start the local Slurm cluster (root; 2 nodes on this host)
+	SLURM_LOCAL_NODES=2 bash slurm/start.sh
+
+slurm-down: ## Stop exactly the daemons slurm-up started
+	bash slurm/stop.sh
+
+bench: install ## Print the benchmark figures (minutes)
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lock: ## Recompile requirements.lock from pyproject.toml
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -p 3.11 --find-links "$${PIP_FIND_LINKS:-}" --no-emit-package torch -o requirements.lock
+
+clean: ## Remove outputs and caches
+	rm -rf outputs multirun .pytest_cache .ruff_cache
+
+.PHONY: help install demo test test-fast test-slurm lint format slurm-up slurm-down bench lock clean

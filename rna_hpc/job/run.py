@@ -1,0 +1,88 @@
+"""The per-task body of a training job: identity, resume point, build, fit, consolidate, objective.
+
+Every rank runs this function (the launcher started one process per device); rank 0 alone writes shared outputs,
+and its return value is the objective the sweeper sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rna_hpc.errors import ConfigError, TrainingFailed
+from rna_hpc.job.identity import RunIdentity
+from rna_hpc.job.resume import check_config_compatible, find_resume_checkpoint
+from rna_hpc.job.trainer import build_trainer, checkpoint_dir
+from rna_hpc.launch.env import JobContext, check_world_size, export_torch_distributed_env
+
+log = logging.getLogger(__name__)
+
+
+def build_module(cfg: DictConfig) -> pl.LightningModule:
+    """The LightningModule from plain containers (checkpoints must load with ``weights_only=True``)."""
+    from rna_hpc.model.module import RNA3DModule
+
+    def plain(node: DictConfig) -> dict:
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+
+    return RNA3DModule(
+        model=plain(cfg.model),
+        lora=plain(cfg.lora),
+        loss=plain(cfg.loss),
+        optim=plain(cfg.optim),
+        objective=cfg.objective,
+    )
+
+
+def resume_point(cfg: DictConfig, identity: RunIdentity) -> str | None:
+    """The newest valid checkpoint of this run (scratch first, then shared), checked against the current config."""
+    if cfg.resume == "never":
+        return None
+    ckpt = find_resume_checkpoint(checkpoint_dir(identity), identity.shared_dir)
+    if ckpt is None:
+        return None
+    from rna_hpc.checkpoint.io import safe_torch_load
+
+    saved = safe_torch_load(ckpt).get("rna_hpc", {})
+    current = {"model": OmegaConf.to_container(cfg.model, resolve=True), "lora": OmegaConf.to_container(cfg.lora)}
+    check_config_compatible(saved, current, cfg.resume)
+    log.info("resuming from %s", ckpt)
+    return str(ckpt)
+
+
+def objective_value(trainer: pl.Trainer, cfg: DictConfig) -> float:
+    """The configured objective: the best monitored score when it is the monitored metric, else its last value."""
+    ckpt_cb = trainer.checkpoint_callback
+    value = None
+    if cfg.objective == cfg.checkpoint.monitor and ckpt_cb is not None and ckpt_cb.best_model_score is not None:
+        value = float(ckpt_cb.best_model_score)
+    elif cfg.objective in trainer.callback_metrics:
+        value = float(trainer.callback_metrics[cfg.objective])
+    if value is None:
+        logged = sorted(trainer.callback_metrics)
+        raise ConfigError(f"objective: metric {cfg.objective!r} was never logged (logged: {logged})")
+    if not math.isfinite(value):
+        raise TrainingFailed(f"objective {cfg.objective} is {value}: the run diverged")
+    return value
+
+
+def run_training(cfg: DictConfig) -> float:
+    """Fit one model as configured and return the objective (the same float on every rank)."""
+    ctx = JobContext.from_env()
+    export_torch_distributed_env(ctx)
+    check_world_size(ctx, cfg.trainer.devices, cfg.trainer.num_nodes)
+    pl.seed_everything(cfg.seed, workers=True)
+    identity = RunIdentity.from_hydra(cfg, HydraConfig.get())
+    datamodule = instantiate(cfg.data, seed=cfg.seed, _convert_="object")
+    module = build_module(cfg)
+    trainer = build_trainer(cfg, identity, ctx)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_point(cfg, identity))
+    value = objective_value(trainer, cfg)
+    if trainer.is_global_zero:
+        log.info("%s = %.4f  (run dir %s, shared %s)", cfg.objective, value, identity.run_dir, identity.shared_dir)
+    return value

@@ -1,0 +1,90 @@
+"""Build the Lightning pieces of a job from config: loggers, callbacks, plugins and the Trainer."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+from rna_hpc.checkpoint.io import AtomicCheckpointIO
+from rna_hpc.job.identity import RunIdentity
+from rna_hpc.launch.env import JobContext
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    """Every logger whose ``enabled`` flag is set; Lightning loggers write on rank 0 only."""
+    loggers = []
+    for name, node in cfg.logger.items():
+        if not node or not node.get("enabled", False):
+            continue
+        kwargs = OmegaConf.to_container(node, resolve=True)
+        kwargs.pop("enabled")
+        if name == "lancedb":
+            kwargs["run_info"] = {"experiment": cfg.experiment_name}
+        loggers.append(instantiate(kwargs))
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> list[Callback]:
+    """Best/last checkpoints on the monitored metric, periodic checkpoints, consolidation, progress, pruning."""
+    from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint
+    from rna_hpc.job.progress import PlainProgress
+
+    ckpt_dir = identity.run_dir / "ckpt"
+    callbacks: list[Callback] = [
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="best",
+            monitor=cfg.checkpoint.monitor,
+            mode=cfg.checkpoint.mode,
+            save_top_k=cfg.checkpoint.save_top_k,
+            save_last=True,
+            enable_version_counter=False,
+        ),
+        GracefulPreemption(),
+    ]
+    if cfg.checkpoint.every_n_steps or cfg.checkpoint.every_minutes:
+        callbacks.append(PeriodicCheckpoint(ckpt_dir, cfg.checkpoint.every_n_steps, cfg.checkpoint.every_minutes))
+    if cfg.consolidate.enabled:
+        callbacks.append(ConsolidateCallback(identity, every_checkpoint=cfg.consolidate.every_checkpoint))
+    if not sys.stderr.isatty():
+        callbacks.append(PlainProgress(every_n_steps=cfg.trainer.log_every_n_steps))
+    if cfg.trial.number is not None:
+        from rna_hpc.hpo.pruning import OptunaPruningCallback
+
+        callbacks.append(OptunaPruningCallback(cfg.trial, monitor=cfg.objective))
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> pl.Trainer:
+    """A Trainer whose processes were started by the launcher: Lightning spawns nothing and never requeues."""
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if ctx.is_slurm:
+        plugins.append(SLURMEnvironment(auto_requeue=False))  # submitit owns requeue
+    strategy: Any = cfg.trainer.strategy
+    world = cfg.trainer.devices * cfg.trainer.num_nodes
+    if world > 1 and strategy in ("auto", "ddp"):
+        from pytorch_lightning.strategies import DDPStrategy
+
+        backend = "gloo" if cfg.trainer.accelerator == "cpu" else "nccl"
+        strategy = DDPStrategy(process_group_backend=backend)
+    return instantiate(
+        cfg.trainer,
+        strategy=strategy,
+        plugins=plugins,
+        logger=build_loggers(cfg) or False,
+        callbacks=build_callbacks(cfg, identity, ctx),
+        default_root_dir=str(identity.run_dir),
+        enable_progress_bar=cfg.trainer.enable_progress_bar and sys.stderr.isatty(),
+        use_distributed_sampler=False,  # the length-bucketing batch sampler shards by rank itself
+    )
+
+
+def checkpoint_dir(identity: RunIdentity) -> Path:
+    return identity.run_dir / "ckpt"
