@@ -1,0 +1,1 @@
+"""Logging backends of our own (the others are Lightning's, built from ``conf/logger``)."""

@@ -1,0 +1,156 @@
+"""Every shipped config composes without warnings and validates; every validation rule fires with its message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from rna_hpc.config import validate
+from rna_hpc.config.validate import collect_problems
+from rna_hpc.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conf"
+GROUPS = [
+    "data",
+    "model",
+    "lora",
+    "trainer",
+    "optim",
+    "loss",
+    "logger",
+    "paths",
+    "env",
+    "launcher",
+    "debug",
+    "experiment",
+]
+# Options that need a value or a companion override to be consistent on their own.
+COMPANIONS = {
+    ("trainer", "ddp"): ["launcher=local"],
+    ("experiment", "full_production"): ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=1"],
+}
+
+
+def compose_train(overrides: list[str] | None = None) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=overrides or [], return_hydra_config=True)
+
+
+def options() -> list[tuple[str, str]]:
+    return [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize(("group", "option"), options(), ids=lambda v: v if isinstance(v, str) else None)
+def test_every_option_composes_without_warnings_and_validates(
+    group: str, option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setenv("RNA_HPC_PROJECT_DIR", str(tmp_path / "project"))
+    overrides = [f"{group}={option}", *COMPANIONS.get((group, option), [])]
+    if (group, option) == ("experiment", "lora_finetune"):
+        ckpt = tmp_path / "base.ckpt"
+        ckpt.write_bytes(b"")
+        overrides.append(f"model.init_from={ckpt}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = compose_train(overrides)
+    assert cfg.hydra.runtime.choices[group] == option
+    validate(cfg)
+
+
+def test_default_config_is_the_cpu_smoke_run() -> None:
+    cfg = compose_train()
+    choices = cfg.hydra.runtime.choices
+    assert (choices["data"], choices["model"], choices["launcher"]) == ("synthetic", "tiny", "basic")
+    assert cfg.trainer.accelerator == "cpu" and cfg.trainer.devices == 1
+    validate(cfg)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.merger.single_in=10"], "model.merger.single_in: is 10, must equal"),
+        (["model.heads.c_z=7"], "model.heads.c_z: is 7, must equal model.trunk.c_z"),
+        (["model.generator.c_z=3"], "model.generator.c_z: is 3"),
+        (["model.heads.c_s=5"], "model.heads.c_s: is 5"),
+        (["model.generator.c_cond=3"], "model.generator.c_cond: is 3"),
+        (["model.trunk.n_heads=5"], "model.trunk.n_heads: 5 does not divide"),
+        (["model.generator.n_steps=0"], "model.generator.n_steps: must be >= 1"),
+        (["lora=default", "lora.target_modules=[qq_proj]"], "lora.target_modules: ['qq_proj'] not in the model"),
+        (["lora=default", "lora.trainable=[decoder]"], "lora.trainable: ['decoder'] are not model stages"),
+        (["lora=default", "lora.r=0"], "lora.r: must be >= 1"),
+        (["data=rna3d", "data.dir=/nonexistent/rna"], "data.dir: no such directory: /nonexistent/rna"),
+        (["data.split=split_file"], "data.split_file: no such file"),
+        (["data.split=temporal"], "data.temporal_cutoff: a YYYY-MM-DD date is required"),
+        (["data.fraction=0"], "data.fraction: must be in (0, 1]"),
+        (["data.val_fraction=1.0"], "data.val_fraction: must be in [0, 1)"),
+        (["data.min_length=500"], "data.min_length: 500 exceeds data.max_length"),
+        (["data.batch_size=0"], "data.batch_size: must be >= 1"),
+        (["model.init_from=/nonexistent.ckpt"], "model.init_from: no such checkpoint"),
+        (["trainer.accelerator=tpu"], "trainer.accelerator: 'tpu' not in"),
+        (["trainer.devices=0"], "trainer.devices / trainer.num_nodes: must be >= 1"),
+        (["trainer.max_epochs=0"], "trainer.max_epochs: set max_epochs or max_steps"),
+        (["resume=sometimes"], "resume: 'sometimes' not in"),
+        (["objective=val/acc"], "objective: 'val/acc' is never logged"),
+        (["checkpoint.mode=up"], "checkpoint.mode: must be min or max"),
+        (["checkpoint.monitor=val/f1"], "checkpoint.monitor: 'val/f1' is never logged"),
+        (["lr=0"], "lr: must be positive"),
+        (["trainer.devices=2"], "use launcher=local (submitit, this machine) or launcher=slurm"),
+        (["experiment=lora_finetune"], "model.init_from: missing value"),
+    ],
+)
+def test_each_rule_names_the_key(overrides: list[str], message: str) -> None:
+    cfg = compose_train(overrides)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert message in str(err.value)
+
+
+def test_all_problems_are_collected_at_once() -> None:
+    cfg = compose_train(["model.heads.c_z=7", "lr=0", "resume=maybe"])
+    problems = collect_problems(cfg)
+    assert len(problems) == 3, problems
+
+
+def test_unknown_key_is_rejected_at_composition() -> None:
+    with pytest.raises(Exception, match="trunk.c_ss|Key 'c_ss' not in"):
+        compose_train(["model.trunk.c_ss=3"])
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_composing_and_cfg_job_import_neither_torch_nor_lightning() -> None:
+    code = (
+        "import sys, atexit\n"
+        "heavy = lambda: ','.join(m for m in ('torch', 'pytorch_lightning') if m in sys.modules)\n"
+        "atexit.register(lambda: print('HEAVY=' + heavy()))\n"
+        "sys.argv = ['train', '--cfg', 'job', 'model=base']\n"
+        "from rna_hpc.train import main\n"
+        "main()\n"
+    )
+    proc = _run(code)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY=\n" in proc.stdout, proc.stdout[-500:]
+    assert "c_s:" in proc.stdout
+
+
+def test_cli_prints_config_errors_as_one_message_with_exit_code_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rna_hpc.train", "model.heads.c_z=7", "lr=0"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: invalid configuration (2 problems):")
+    assert "model.heads.c_z" in proc.stderr and "lr: must be positive" in proc.stderr
