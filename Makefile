@@ -19,7 +19,16 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 demo: install ## The main job: train on the embedded synthetic set, predict PDB files, evaluate TM-score
-	$(PY) -m rna_hpc.demo out_dir=$(DEMO)
+	$(PY) -m rna_hpc.data.prepare +export_dir=$(DEMO)/data
+	$(PY) -m rna_hpc.train hydra.run.dir=$(DEMO)/train
+	$(PY) -m rna_hpc.predict ckpt=$(DEMO)/train/ckpt/best.ckpt input=$(DEMO)/data/val_sequences.csv \
+		hydra.run.dir=$(DEMO)/predict
+	$(PY) -m rna_hpc.evaluate predictions=$(DEMO)/predict/submission.csv labels=$(DEMO)/data/val_labels.csv \
+		hydra.run.dir=$(DEMO)/evaluate
+	@echo
+	@echo "checkpoint:       $(DEMO)/train/ckpt/best.ckpt (consolidated: outputs/shared/default/train/0/)"
+	@echo "PDB files:        $(DEMO)/predict/pdb/"
+	@echo "TM-score report:  $(DEMO)/evaluate/report.md ($(DEMO)/evaluate/evaluation.json)"
 
 test: install ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
 	SLURM_LOCAL_NODES=2 bash slurm/start.sh

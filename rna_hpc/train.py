@@ -11,12 +11,12 @@ import hydra
 from omegaconf import DictConfig
 
 from rna_hpc.cli import user_errors
-from rna_hpc.config import register_configs, validate
+from rna_hpc.config import CONFIG_DIR, register_configs, validate
 
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train one model; the returned float is what a Hydra sweeper optimises (rank 0's value)."""
     with user_errors():

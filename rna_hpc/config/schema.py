@@ -143,6 +143,10 @@ class GeneratorConfig:
     n_steps: int = 20  # sampling steps
     n_samples: int = 5  # samples per target at predict time
     augment: bool = True  # random rotation/translation of the target in training
+    sigma_max: float = 160.0  # sampling noise schedule (Karras et al.): largest noise level, in A
+    sigma_min: float = 0.01  # smallest noise level before the final denoising step, in A
+    rho: float = 7.0  # schedule curvature
+    prior: str = "ss_model"  # ss_model | aform | none: the structure Stage D refines when a batch has no prior_coords
 
 
 @dataclass
@@ -246,6 +250,7 @@ class CheckpointConfig:
     every_n_steps: int = 0  # 0: off; periodic checkpoints for preemption
     every_minutes: float = 0.0  # 0: off
     save_top_k: int = 1
+    keep_steps: int = 2  # periodic step-<N>.ckpt files kept on scratch (last.ckpt is kept too)
 
 
 @dataclass
@@ -253,6 +258,18 @@ class ConsolidateConfig:
     enabled: bool = True
     every_checkpoint: bool = True
     umask: int = 0o022
+    # run-dir files copied to shared storage (globs relative to the run dir); manifest.json is written last
+    # what is copied to shared storage: checkpoints, metrics, Hydra's config snapshot + overrides, the job log
+    include: list[str] = field(
+        default_factory=lambda: [
+            "ckpt/*.ckpt",
+            "ckpt/*.ckpt.sha256",
+            "**/metrics.csv",
+            ".hydra/config.yaml",
+            ".hydra/overrides.yaml",
+            "*.log",
+        ]
+    )
 
 
 @dataclass
@@ -290,10 +307,27 @@ class TrainConfig:
     hpo: Any = None
 
 
+@dataclass
+class PredictConfig:
+    """Primary schema of ``conf/predict.yaml``."""
+
+    ckpt: str = MISSING  # a checkpoint written by rna_hpc.train (full or LoRA)
+    input: str = MISSING  # FASTA or a sequences CSV (target_id,sequence)
+    out_dir: str = "${hydra:runtime.output_dir}"
+    n_predictions: int = 5  # structures per target in the submission (the Kaggle layout expects 5)
+    candidates: list[str] = field(default_factory=lambda: ["model", "ss_model"])  # ranked together by confidence
+    templates_dir: str | None = None  # a Kaggle folder whose train split adds template candidates
+    batch_size: int = 4
+    seed: int = 0
+    data: DataConfig = MISSING
+    paths: PathsConfig = MISSING
+
+
 def register_configs() -> None:
     """Store every schema under its ``base_*`` name (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="base_train", node=TrainConfig)
+    cs.store(name="base_predict", node=PredictConfig)
     cs.store(group="data", name="base_data", node=DataConfig)
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="lora", name="base_lora", node=LoraConfig)

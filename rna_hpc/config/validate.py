@@ -20,6 +20,7 @@ Rule = Callable[[DictConfig], list[str]]
 # nn.Linear names in the model that LoRA may adapt, and the top-level stages that can stay trainable.
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "g_proj")
 MODEL_STAGES = ("embedding", "trunk", "heads", "merger", "generator")
+PRIOR_KINDS = ("ss_model", "aform", "none")  # what Stage D refines (rna_hpc.model.prior)
 RESUME_POLICIES = ("auto", "never", "ignore_config_change")
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 METRICS = ("val/tm", "val/rmsd", "val/loss", "train/loss")
@@ -46,49 +47,68 @@ def _launcher_target(cfg: DictConfig) -> str:
     return str(target or "")
 
 
+def _missing(node: object, prefix: str) -> list[str]:
+    if isinstance(node, dict):
+        return [k for key, v in node.items() for k in _missing(v, f"{prefix}{key}.")]
+    if isinstance(node, list):
+        return [k for i, v in enumerate(node) for k in _missing(v, f"{prefix}{i}.")]
+    return [prefix[:-1]] if node == "???" else []
+
+
 def missing_values(cfg: DictConfig) -> list[str]:
-    """Every ``???`` left in the composed config (outside ``hydra``)."""
-    body = {k: v for k, v in cfg.items() if k != "hydra"} if isinstance(cfg, DictConfig) else cfg
-    return [f"{k}: missing value (set it on the command line: {k}=...)" for k in sorted(OmegaConf.missing_keys(body))]
+    """Every ``???`` left in the composed config (outside ``hydra``), found without resolving interpolations."""
+    body = OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
+    body.pop("hydra", None)
+    return [f"{k}: missing value (set it on the command line: {k}=...)" for k in _missing(body, "")]
+
+
+def model_problems(m: object) -> list[str]:
+    """Shape rules of one model config (a DictConfig node or a ModelConfig): every ``key: why``.
+
+    Dimensions shared by trunk, heads, merger and generator must agree; heads must divide their widths.
+    """
+    t, h, mg, g = m.trunk, m.heads, m.merger, m.generator
+    problems = []
+    expected_in = t.c_s + 2 * h.n_torsions
+    if mg.single_in != expected_in:
+        problems.append(
+            f"model.merger.single_in: {mg.single_in} must equal trunk.c_s + 2 * heads.n_torsions = {expected_in}"
+        )
+    for key, value, want, source in [
+        ("heads.c_s", h.c_s, t.c_s, "trunk.c_s"),
+        ("heads.c_z", h.c_z, t.c_z, "trunk.c_z"),
+        ("merger.c_z", mg.c_z, t.c_z, "trunk.c_z"),
+        ("generator.c_z", g.c_z, t.c_z, "trunk.c_z"),
+        ("generator.c_cond", g.c_cond, mg.c_cond, "merger.c_cond"),
+    ]:
+        if value != want:
+            problems.append(f"model.{key}: {value} must equal {source} = {want}")
+    if h.n_torsions != 2:
+        problems.append(f"model.heads.n_torsions: {h.n_torsions} must be 2 (virtual C1' bond angle and dihedral)")
+    for key, width, heads in (("trunk", t.c_s, t.n_heads), ("generator", g.c_a, g.n_heads)):
+        if heads < 1 or width % heads:
+            problems.append(f"model.{key}.n_heads: {heads} must divide the width {width}")
+    for key, value in (
+        ("trunk.n_blocks", t.n_blocks),
+        ("generator.n_blocks", g.n_blocks),
+        ("generator.n_steps", g.n_steps),
+    ):
+        if value < 1:
+            problems.append(f"model.{key}: {value} must be at least 1")
+    if g.n_samples < 1:
+        problems.append(f"model.generator.n_samples: {g.n_samples} must be at least 1")
+    if h.distogram_bins < 2 or h.distogram_max <= h.distogram_min:
+        problems.append("model.heads: distogram needs at least 2 bins and distogram_max > distogram_min")
+    if t.pair_chunk_size is not None and t.pair_chunk_size < 1:
+        problems.append(f"model.trunk.pair_chunk_size: {t.pair_chunk_size} must be null or at least 1")
+    if g.prior not in PRIOR_KINDS:
+        problems.append(f"model.generator.prior: {g.prior!r} is not one of {', '.join(PRIOR_KINDS)}")
+    return problems
 
 
 def model_dims(cfg: DictConfig) -> list[str]:
-    """Dimensions shared by trunk, heads, merger and generator must agree; heads must divide their dims."""
     m = cfg.get("model")
-    if m is None:
-        return []
-    problems: list[str] = []
-    c_s, c_z = m.trunk.c_s, m.trunk.c_z
-    expected_in = c_s + 2 * m.heads.n_torsions
-    if m.merger.single_in != expected_in:
-        problems.append(
-            f"model.merger.single_in: is {m.merger.single_in}, "
-            f"must equal trunk.c_s + 2 * heads.n_torsions = {expected_in}"
-        )
-    for key in ("heads.c_z", "merger.c_z", "generator.c_z"):
-        if _get(m, key) != c_z:
-            problems.append(f"model.{key}: is {_get(m, key)}, must equal model.trunk.c_z = {c_z}")
-    if m.heads.c_s != c_s:
-        problems.append(f"model.heads.c_s: is {m.heads.c_s}, must equal model.trunk.c_s = {c_s}")
-    if m.generator.c_cond != m.merger.c_cond:
-        problems.append(
-            f"model.generator.c_cond: is {m.generator.c_cond}, must equal model.merger.c_cond = {m.merger.c_cond}"
-        )
-    for key, dim, heads in (("trunk", c_s, m.trunk.n_heads), ("generator", m.generator.c_a, m.generator.n_heads)):
-        if heads < 1 or dim % heads:
-            problems.append(f"model.{key}.n_heads: {heads} does not divide its width {dim}")
-    if m.heads.distogram_min >= m.heads.distogram_max:
-        problems.append("model.heads.distogram_min: must be below distogram_max")
-    for key in (
-        "trunk.n_blocks",
-        "generator.n_blocks",
-        "generator.n_steps",
-        "generator.n_samples",
-        "heads.distogram_bins",
-    ):
-        if _get(m, key) < 1:
-            problems.append(f"model.{key}: must be >= 1, is {_get(m, key)}")
-    return problems
+    return [] if m is None else model_problems(m)
 
 
 def lora_settings(cfg: DictConfig) -> list[str]:
@@ -96,6 +116,8 @@ def lora_settings(cfg: DictConfig) -> list[str]:
     if lora is None or not lora.enabled:
         return []
     problems = []
+    if not _get(cfg, "model.init_from"):
+        problems.append("model.init_from: LoRA fine-tuning needs a pretrained base checkpoint (model.init_from=<ckpt>)")
     if lora.r < 1:
         problems.append(f"lora.r: must be >= 1, is {lora.r}")
     unknown = [t for t in lora.target_modules if t not in LORA_TARGETS]

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from rna_hpc.errors import ConfigError, TrainingFailed
 from rna_hpc.job.identity import RunIdentity
 from rna_hpc.job.resume import check_config_compatible, find_resume_checkpoint
-from rna_hpc.job.trainer import build_trainer, checkpoint_dir
+from rna_hpc.job.trainer import build_trainer
 from rna_hpc.launch.env import JobContext, check_world_size, export_torch_distributed_env
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def resume_point(cfg: DictConfig, identity: RunIdentity) -> str | None:
     """The newest valid checkpoint of this run (scratch first, then shared), checked against the current config."""
     if cfg.resume == "never":
         return None
-    ckpt = find_resume_checkpoint(checkpoint_dir(identity), identity.shared_dir)
+    ckpt = find_resume_checkpoint(identity.run_dir, identity.shared_dir)
     if ckpt is None:
         return None
     from rna_hpc.checkpoint.io import safe_torch_load

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -36,7 +35,7 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> 
     from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint
     from rna_hpc.job.progress import PlainProgress
 
-    ckpt_dir = identity.run_dir / "ckpt"
+    ckpt_dir = identity.ckpt_dir
     callbacks: list[Callback] = [
         ModelCheckpoint(
             dirpath=ckpt_dir,
@@ -50,9 +49,21 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> 
         GracefulPreemption(),
     ]
     if cfg.checkpoint.every_n_steps or cfg.checkpoint.every_minutes:
-        callbacks.append(PeriodicCheckpoint(ckpt_dir, cfg.checkpoint.every_n_steps, cfg.checkpoint.every_minutes))
+        callbacks.append(
+            PeriodicCheckpoint(
+                ckpt_dir, cfg.checkpoint.every_n_steps, cfg.checkpoint.every_minutes, keep=cfg.checkpoint.keep_steps
+            )
+        )
     if cfg.consolidate.enabled:
-        callbacks.append(ConsolidateCallback(identity, every_checkpoint=cfg.consolidate.every_checkpoint))
+        callbacks.append(
+            ConsolidateCallback(
+                identity,
+                every_checkpoint=cfg.consolidate.every_checkpoint,
+                manifest_fields={"config": OmegaConf.to_container(cfg, resolve=True), "job": ctx},
+                include=list(cfg.consolidate.include),
+                umask=cfg.consolidate.umask,
+            )
+        )
     if not sys.stderr.isatty():
         callbacks.append(PlainProgress(every_n_steps=cfg.trainer.log_every_n_steps))
     if cfg.trial.number is not None:
@@ -84,7 +95,3 @@ def build_trainer(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> pl
         enable_progress_bar=cfg.trainer.enable_progress_bar and sys.stderr.isatty(),
         use_distributed_sampler=False,  # the length-bucketing batch sampler shards by rank itself
     )
-
-
-def checkpoint_dir(identity: RunIdentity) -> Path:
-    return identity.run_dir / "ckpt"

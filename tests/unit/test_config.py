@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from rna_hpc.config import validate
@@ -42,7 +43,9 @@ COMPANIONS = {
 def compose_train(overrides: list[str] | None = None) -> DictConfig:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=overrides or [], return_hydra_config=True)
+        cfg = compose("train", overrides=overrides or [], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # as in a running app: ${hydra:...} resolves
+    return cfg
 
 
 def options() -> list[tuple[str, str]]:
@@ -56,7 +59,7 @@ def test_every_option_composes_without_warnings_and_validates(
     monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
     monkeypatch.setenv("RNA_HPC_PROJECT_DIR", str(tmp_path / "project"))
     overrides = [f"{group}={option}", *COMPANIONS.get((group, option), [])]
-    if (group, option) == ("experiment", "lora_finetune"):
+    if (group, option) in (("experiment", "lora_finetune"), ("lora", "default")):
         ckpt = tmp_path / "base.ckpt"
         ckpt.write_bytes(b"")
         overrides.append(f"model.init_from={ckpt}")
@@ -78,16 +81,26 @@ def test_default_config_is_the_cpu_smoke_run() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["model.merger.single_in=10"], "model.merger.single_in: is 10, must equal"),
-        (["model.heads.c_z=7"], "model.heads.c_z: is 7, must equal model.trunk.c_z"),
-        (["model.generator.c_z=3"], "model.generator.c_z: is 3"),
-        (["model.heads.c_s=5"], "model.heads.c_s: is 5"),
-        (["model.generator.c_cond=3"], "model.generator.c_cond: is 3"),
-        (["model.trunk.n_heads=5"], "model.trunk.n_heads: 5 does not divide"),
-        (["model.generator.n_steps=0"], "model.generator.n_steps: must be >= 1"),
-        (["lora=default", "lora.target_modules=[qq_proj]"], "lora.target_modules: ['qq_proj'] not in the model"),
-        (["lora=default", "lora.trainable=[decoder]"], "lora.trainable: ['decoder'] are not model stages"),
-        (["lora=default", "lora.r=0"], "lora.r: must be >= 1"),
+        (["model.merger.single_in=10"], "model.merger.single_in: 10 must equal"),
+        (["model.heads.c_z=7"], "model.heads.c_z: 7 must equal trunk.c_z"),
+        (["model.generator.c_z=3"], "model.generator.c_z: 3 must equal"),
+        (["model.heads.c_s=5"], "model.heads.c_s: 5 must equal"),
+        (["model.generator.c_cond=3"], "model.generator.c_cond: 3 must equal"),
+        (["model.trunk.n_heads=5"], "model.trunk.n_heads: 5 must divide"),
+        (["model.generator.n_steps=0"], "model.generator.n_steps: 0 must be at least 1"),
+        (["model.heads.n_torsions=3", "model.merger.single_in=70"], "model.heads.n_torsions: 3 must be 2"),
+        (["model.generator.prior=blob"], "model.generator.prior: 'blob' is not one of"),
+        (["model.trunk.pair_chunk_size=0"], "model.trunk.pair_chunk_size: 0 must be null or at least 1"),
+        (["model.heads.distogram_bins=1"], "model.heads: distogram needs at least 2 bins"),
+        (
+            ["lora=default", "model.init_from=pyproject.toml", "lora.target_modules=[qq_proj]"],
+            "lora.target_modules: ['qq_proj'] not in the model",
+        ),
+        (
+            ["lora=default", "model.init_from=pyproject.toml", "lora.trainable=[decoder]"],
+            "lora.trainable: ['decoder'] are not model stages",
+        ),
+        (["lora=default", "model.init_from=pyproject.toml", "lora.r=0"], "lora.r: must be >= 1"),
         (["data=rna3d", "data.dir=/nonexistent/rna"], "data.dir: no such directory: /nonexistent/rna"),
         (["data.split=split_file"], "data.split_file: no such file"),
         (["data.split=temporal"], "data.temporal_cutoff: a YYYY-MM-DD date is required"),
@@ -105,7 +118,8 @@ def test_default_config_is_the_cpu_smoke_run() -> None:
         (["checkpoint.monitor=val/f1"], "checkpoint.monitor: 'val/f1' is never logged"),
         (["lr=0"], "lr: must be positive"),
         (["trainer.devices=2"], "use launcher=local (submitit, this machine) or launcher=slurm"),
-        (["experiment=lora_finetune"], "model.init_from: missing value"),
+        (["experiment=lora_finetune"], "model.init_from: LoRA fine-tuning needs a pretrained base checkpoint"),
+        (["model.init_from=???"], "model.init_from: missing value"),
     ],
 )
 def test_each_rule_names_the_key(overrides: list[str], message: str) -> None:

@@ -1,0 +1,167 @@
+"""Config schema of the staged Optuna sweeper (``hydra/sweeper=staged_optuna``) and its samplers and pruners.
+
+The vocabulary is hydra-optuna-sweeper's (``params``, ``sampler``, ``direction``, ``storage``, ``study_name``,
+``n_trials``, ``n_jobs``, ``max_failure_rate``, ``custom_search_space``) plus ``pruner``, ``stages``, ``refit``
+and the budget keys. This module only declares: optuna is imported by the sweeper when it runs.
+
+No ``from __future__ import annotations`` here: Hydra's plugin scanner executes this module before it is in
+``sys.modules``, and dataclasses cannot resolve string annotations of such a module.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+PROVIDER = "rna_hpc_staged_optuna"
+
+
+@dataclass
+class SamplerConfig:
+    _target_: str = MISSING
+    seed: int | None = None  # a resumed stage uses seed + (trials already in the study), so it never repeats
+
+
+@dataclass
+class TPESamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.TPESampler"
+    n_startup_trials: int = 10
+    n_ei_candidates: int = 24
+    multivariate: bool = False
+    group: bool = False
+    constant_liar: bool = False  # True: trials in flight count as bad guesses (fewer duplicates with n_jobs > 1)
+
+
+@dataclass
+class RandomSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.RandomSampler"
+
+
+@dataclass
+class GridSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.GridSampler"
+    search_space: dict[str, Any] | None = None  # filled from the stage's space (choice/range params only)
+
+
+@dataclass
+class CmaEsSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.CmaEsSampler"
+    n_startup_trials: int = 1
+    sigma0: float | None = None
+    restart_strategy: str | None = None
+    consider_pruned_trials: bool = False
+    use_separable_cma: bool = False
+
+
+@dataclass
+class QMCSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.QMCSampler"
+    qmc_type: str = "sobol"
+    scramble: bool = True
+
+
+@dataclass
+class MedianPrunerConfig:
+    _target_: str = "optuna.pruners.MedianPruner"
+    n_startup_trials: int = 5  # no pruning until this many trials of the stage finished
+    n_warmup_steps: int = 0  # no pruning before this epoch
+    interval_steps: int = 1
+    n_min_trials: int = 1
+
+
+@dataclass
+class PercentilePrunerConfig(MedianPrunerConfig):
+    _target_: str = "optuna.pruners.PercentilePruner"
+    percentile: float = 25.0
+
+
+@dataclass
+class SuccessiveHalvingPrunerConfig:
+    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+    min_resource: Any = "auto"
+    reduction_factor: int = 4
+    min_early_stopping_rate: int = 0
+
+
+@dataclass
+class HyperbandPrunerConfig:
+    _target_: str = "optuna.pruners.HyperbandPruner"
+    min_resource: int = 1
+    max_resource: Any = "auto"
+    reduction_factor: int = 3
+
+
+@dataclass
+class NopPrunerConfig:
+    _target_: str = "optuna.pruners.NopPruner"
+
+
+@dataclass
+class StageConf:
+    name: str = MISSING
+    n_trials: int | None = None  # None: hydra.sweeper.n_trials
+    overrides: list[str] = field(default_factory=list)  # the stage's training budget: trainer.max_epochs=3 ...
+    sampler: Any = None  # a node with _target_; None: hydra.sweeper.sampler
+    pruner: Any = None  # None: hydra.sweeper.pruner
+    top_k: int = 3  # how many of the previous stage's best trials span this stage's ranges
+    margin: float = 0.25  # widening, as a fraction of the previous stage's range width (see rna_hpc.hpo.narrowing)
+    enqueue: int | None = None  # previous stage's best trials re-run first; None: top_k
+
+
+@dataclass
+class RefitConf:
+    n_seeds: int = 0  # 0: no refit
+    seed_key: str = "seed"  # the config key each refit run gets its seed through
+    first_seed: int = 0
+    overrides: list[str] = field(default_factory=list)  # the full training budget
+
+
+@dataclass
+class StagedOptunaSweeperConf:
+    _target_: str = "hydra_plugins.rna_hpc_staged_optuna.staged_optuna_sweeper.StagedOptunaSweeper"
+    _recursive_: bool = False  # samplers and pruners are built per stage by the sweeper (seeds, grid spaces)
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
+
+    sampler: Any = MISSING
+    pruner: Any = MISSING  # from the defaults list (median); hydra/sweeper/pruner=nop switches pruning off
+    direction: str = "minimize"  # minimize | maximize
+    storage: str | None = None  # journal file path or database URL; None: <sweep dir>/optuna.journal
+    study_name: str | None = None  # None: the Hydra job name; stage k is <study_name>-s<k>
+    n_trials: int = 20  # trials of a single-stage search, or of a stage that sets none
+    n_jobs: int = 2  # trial jobs in flight; a finished trial's slot is refilled at once
+    max_failure_rate: float = 0.0  # a stage stops when more than this fraction of its n_trials failed
+    params: dict[str, str] | None = None  # name -> interval(...) / tag(log, interval(...)) / choice(...) / range(...)
+    custom_search_space: str | None = None  # dotpath to fn(cfg, trial) suggesting extra (conditional) params
+    stages: list[StageConf] = field(default_factory=list)
+    refit: RefitConf = field(default_factory=RefitConf)
+    epoch_seconds: float | None = None  # estimated seconds per epoch on the full data, for the budget
+    max_gpu_hours: float | None = None  # refuse a plan estimated above this
+    allow_over_budget: bool = False
+    plots: bool = True
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(group="hydra/sweeper", name="staged_optuna", node=StagedOptunaSweeperConf, provider=PROVIDER)
+    samplers = {
+        "tpe": TPESamplerConfig,
+        "random": RandomSamplerConfig,
+        "grid": GridSamplerConfig,
+        "cmaes": CmaEsSamplerConfig,
+        "qmc": QMCSamplerConfig,
+    }
+    for name, node in samplers.items():
+        cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider=PROVIDER)
+    pruners = {
+        "median": MedianPrunerConfig,
+        "percentile": PercentilePrunerConfig,
+        "successive_halving": SuccessiveHalvingPrunerConfig,
+        "hyperband": HyperbandPrunerConfig,
+        "nop": NopPrunerConfig,
+    }
+    for name, node in pruners.items():
+        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider=PROVIDER)
+
+
+register()

@@ -1,0 +1,77 @@
+"""Baseline predictors, each a function `(sequence, context) -> coords [L, 3]`.
+
+- `helix_baseline`: the whole chain as one strand of an ideal A-form helix.
+- `ss_baseline`: the ViennaRNA MFE secondary structure laid out in 3D (`rna_hpc.geometry.ss_model_coords`).
+- `template_baseline`: coordinates copied from the most similar chain of known structure (`TemplateIndex`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from rna_hpc.evaluation.templates import TemplateIndex
+from rna_hpc.geometry import aform_helix, ss_model_coords
+
+
+@dataclass(frozen=True)
+class BaselineContext:
+    """What a baseline may use besides the sequence; `sample` numbers the model (0 = the deterministic one)."""
+
+    target_id: str | None = None
+    templates: TemplateIndex | None = None
+    sample: int = 0
+    seed: int = 0
+
+
+Baseline = Callable[[str, BaselineContext], np.ndarray]
+
+
+@lru_cache(maxsize=256)
+def _mfe_pairs(sequence: str) -> tuple[int, ...]:
+    """Partner index (or -1) of every residue in the ViennaRNA minimum free energy structure."""
+    import RNA
+
+    dot_bracket, _ = RNA.fold_compound(sequence.upper().replace("T", "U")).mfe()
+    pairs, stack = [-1] * len(sequence), []
+    for i, c in enumerate(dot_bracket):
+        if c == "(":
+            stack.append(i)
+        elif c == ")":
+            j = stack.pop()
+            pairs[i], pairs[j] = j, i
+    return tuple(pairs)
+
+
+def helix_baseline(sequence: str, context: BaselineContext) -> np.ndarray:
+    """Ideal A-form single strand."""
+    return aform_helix(len(sequence))
+
+
+def ss_baseline(sequence: str, context: BaselineContext) -> np.ndarray:
+    """MFE secondary structure as A-form stems and loop circles; samples after the first tilt loops at random."""
+    rng = None if context.sample == 0 else np.random.default_rng([context.seed, context.sample])
+    return ss_model_coords(sequence, np.array(_mfe_pairs(sequence)), rng)
+
+
+def template_baseline(sequence: str, context: BaselineContext) -> np.ndarray:
+    """The `sample`-th template hit (never the target itself), its gaps taken from the secondary-structure model;
+    the secondary-structure model alone when no hit is left."""
+    prior = ss_baseline(sequence, context)
+    if context.templates is not None:
+        models = context.templates.predict(sequence, context.sample + 1, exclude_id=context.target_id, prior=prior)
+        if len(models) > context.sample:
+            return models[context.sample]
+    return prior
+
+
+BASELINES: dict[str, Baseline] = {"helix": helix_baseline, "ss": ss_baseline, "template": template_baseline}
+
+
+def baseline_samples(fn: Baseline, sequence: str, context: BaselineContext, n: int = 5) -> np.ndarray:
+    """`n` models [n, L, 3] of one baseline, sample numbers 0..n-1."""
+    base = {k: v for k, v in vars(context).items() if k != "sample"}
+    return np.stack([fn(sequence, BaselineContext(**base, sample=s)) for s in range(n)])

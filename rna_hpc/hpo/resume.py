@@ -1,0 +1,57 @@
+"""Resuming a search: give up trials a dead sweeper left RUNNING, count the budget used, continue job numbers.
+
+Only one sweeper drives a study at a time, so when a sweeper starts, a RUNNING trial belongs to a sweeper that
+stopped (killed, node lost). It is marked FAIL with ``orphaned=True`` and its parameters are enqueued once more, so
+its budget is re-issued: orphaned trials do not count towards a stage's ``n_trials``, other finished trials do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ORPHAN_REASON = "orphaned: left RUNNING by a sweeper that stopped; its budget is re-issued"
+
+
+def fail_orphans(study: Any) -> list[int]:
+    """Mark the study's RUNNING trials FAIL (orphaned) and enqueue their parameters again; their numbers."""
+    from optuna.trial import TrialState
+
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in orphans:
+        study._storage.set_trial_user_attr(t._trial_id, "orphaned", True)
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", ORPHAN_REASON)
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        if t.params and "retry_of" not in t.user_attrs:
+            study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
+    if orphans:
+        log.warning(
+            "%s: %d trial(s) left RUNNING marked FAIL and re-issued: %s",
+            study.study_name,
+            len(orphans),
+            ", ".join(f"#{t.number}" for t in orphans),
+        )
+    return [t.number for t in orphans]
+
+
+def is_orphan(trial: Any) -> bool:
+    return bool(trial.user_attrs.get("orphaned"))
+
+
+def budget_used(trials: Sequence[Any]) -> tuple[int, int]:
+    """(finished trials that count towards ``n_trials``, how many of them FAILed); orphans count for neither."""
+    from optuna.trial import TrialState
+
+    finished = [t for t in trials if t.state.is_finished() and not is_orphan(t)]
+    return len(finished), sum(1 for t in finished if t.state == TrialState.FAIL)
+
+
+def next_job_num(studies: Iterable[Any]) -> int:
+    """One past the largest Hydra job number any trial of these studies ran as (0 for a new search)."""
+    nums = [
+        int(t.user_attrs["job_num"]) for s in studies for t in s.get_trials(deepcopy=False) if "job_num" in t.user_attrs
+    ]
+    return max(nums) + 1 if nums else 0

@@ -1,0 +1,303 @@
+"""Lightning callbacks of a job's lifecycle: periodic checkpoints, consolidation, preemption and timeout saves.
+
+- ``PeriodicCheckpoint(dirpath, every_n_steps, every_minutes)``: ``step-<N>.ckpt`` plus ``last.ckpt`` (a hard link),
+  each with its sha256 sidecar, keeping the newest ``keep`` step files.
+- ``ConsolidateCallback(identity, every_checkpoint, manifest_fields)``: on rank 0, copies the run's artifacts to
+  shared storage after checkpoint saves (when ``every_checkpoint``), after urgent saves, and at fit end.
+- ``GracefulPreemption()``: on SIGTERM (preemption, ``scontrol requeue``) saves and consolidates at the next step
+  boundary and lets training go on until Slurm's SIGKILL. It replaces Lightning's own SIGTERM handler during the
+  fit (which would end the fit and let the task return a partial result) and chains the handler found at setup.
+- :func:`checkpoint_now`: for the launcher's ``checkpoint()`` on submitit's USR2 (timeout): rank 0 saves and
+  consolidates before submitit requeues the job.
+
+Lightning is imported when one of the callback classes is first used; ``checkpoint_now`` needs no import.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rna_hpc.checkpoint.consolidate import DEFAULT_INCLUDE, collect_artifacts, consolidate
+from rna_hpc.checkpoint.io import (
+    atomic_link_or_copy,
+    read_sidecar,
+    remove_checkpoint,
+    remove_file,
+    remove_stale_temps,
+    secure_mkdir,
+    sidecar_path,
+    write_sidecar,
+)
+from rna_hpc.checkpoint.manifest import build_manifest, utc_now
+from rna_hpc.errors import ConfigError
+from rna_hpc.job.identity import RunIdentity
+
+log = logging.getLogger(__name__)
+_ACTIVE: list[Any] = []  # trainers fitting in this process with a PeriodicCheckpoint (for checkpoint_now)
+_STEP_FILE = re.compile(r"^step-(\d+)\.ckpt$")
+
+
+def _atomic_io(trainer: Any) -> Any:
+    """The trainer's AtomicCheckpointIO; the default TorchCheckpointIO is replaced by it, any other IO refused."""
+    from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+    from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
+
+    io = trainer.strategy.checkpoint_io
+    if type(io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = io = AtomicCheckpointIO()
+    if not isinstance(io, AtomicCheckpointIO):
+        raise ConfigError(f"trainer plugins: checkpoints need AtomicCheckpointIO, the trainer uses {type(io).__name__}")
+    return io
+
+
+def _notify_saved(trainer: Any, urgent: bool) -> None:
+    for callback in trainer.callbacks:
+        if isinstance(callback, _ConsolidateLogic):
+            callback.on_checkpoint_saved(trainer, urgent)
+
+
+class _PeriodicCheckpointLogic:
+    """Save ``step-<N>.ckpt`` + ``last.ckpt`` every ``every_n_steps`` steps and/or ``every_minutes`` minutes."""
+
+    def __init__(self, dirpath: str | Path, every_n_steps: int = 0, every_minutes: float = 0.0, keep: int = 2) -> None:
+        if every_n_steps < 0 or every_minutes < 0 or keep < 1:
+            raise ConfigError(
+                f"checkpoint: every_n_steps ({every_n_steps}) and every_minutes ({every_minutes}) must be >= 0, "
+                f"keep ({keep}) >= 1"
+            )
+        self.dirpath = Path(dirpath)
+        self.every_n_steps = every_n_steps
+        self.every_minutes = every_minutes
+        self.keep = keep
+        self._last_step = -1
+        self._last_time = time.monotonic()
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        _atomic_io(trainer)
+        if trainer.is_global_zero:
+            secure_mkdir(self.dirpath)
+            remove_stale_temps(self.dirpath)
+        if trainer not in _ACTIVE:
+            _ACTIVE.append(trainer)
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if trainer in _ACTIVE:
+            _ACTIVE.remove(trainer)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._last_step, self._last_time = trainer.global_step, time.monotonic()
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step == self._last_step:
+            return
+        due = self.every_n_steps > 0 and step % self.every_n_steps == 0
+        if self.every_minutes > 0:  # clocks differ between ranks: rank decisions are combined
+            late = time.monotonic() - self._last_time >= 60 * self.every_minutes
+            due = trainer.strategy.reduce_boolean_decision(due or late, all=False)
+        if due:
+            self.save_now(trainer)
+
+    def save_now(self, trainer: Any, urgent: bool = False) -> Path:
+        """Save on every rank together (rank 0 writes); then consolidation callbacks run."""
+        path = self.dirpath / f"step-{trainer.global_step}.ckpt"
+        if trainer.global_step == self._last_step:  # this step is saved already
+            _notify_saved(trainer, urgent)
+            return path
+        trainer.save_checkpoint(path, weights_only=False)  # full state: optimizer and loops, to resume
+        self._after_save(trainer, path, urgent)
+        return path
+
+    def save_on_rank_zero(self, trainer: Any) -> Path | None:
+        """Save from rank 0 alone, without collectives (a signal handler); None on other ranks."""
+        if not trainer.is_global_zero:
+            return None
+        path = self.dirpath / f"step-{trainer.global_step}.ckpt"
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        _atomic_io(trainer).save_checkpoint(checkpoint, path)
+        self._after_save(trainer, path, urgent=True, collective=False)
+        return path
+
+    def _after_save(self, trainer: Any, path: Path, urgent: bool, collective: bool = True) -> None:
+        if trainer.is_global_zero:
+            self._link_last(path)
+            self._prune()
+        if collective:  # every rank must keep the same schedule
+            self._last_step, self._last_time = trainer.global_step, time.monotonic()
+        _notify_saved(trainer, urgent)
+
+    def _link_last(self, path: Path) -> None:
+        last = self.dirpath / "last.ckpt"
+        digest = read_sidecar(path)
+        remove_file(sidecar_path(last))
+        atomic_link_or_copy(path, last)
+        if digest:
+            write_sidecar(last, digest)
+
+    def _prune(self) -> None:
+        steps = sorted(
+            (int(m.group(1)), p) for p in self.dirpath.iterdir() if (m := _STEP_FILE.match(p.name)) is not None
+        )
+        for _, path in steps[: -self.keep]:
+            remove_checkpoint(path)
+
+
+class _ConsolidateLogic:
+    """Consolidate the run dir to ``identity.shared_dir`` on rank 0: after saves and at fit end.
+
+    ``manifest_fields`` are keyword arguments of :func:`rna_hpc.checkpoint.manifest.build_manifest`
+    (``config``, ``job``, ``started_at``); metrics and the end time are added here.
+    """
+
+    def __init__(
+        self,
+        identity: RunIdentity,
+        every_checkpoint: bool = True,
+        manifest_fields: Mapping[str, Any] | None = None,
+        include: tuple[str, ...] | list[str] = DEFAULT_INCLUDE,
+        umask: int = 0o022,
+    ) -> None:
+        self.identity = identity
+        self.every_checkpoint = every_checkpoint
+        self.manifest_fields = dict(manifest_fields or {})
+        self.include = tuple(include)
+        self.umask = umask
+        self._saves_seen = 0
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self.manifest_fields.setdefault("started_at", utc_now())
+
+    def on_checkpoint_saved(self, trainer: Any, urgent: bool) -> None:
+        if urgent or self.every_checkpoint:
+            self.consolidate_now(trainer)
+
+    def _other_saves(self, trainer: Any) -> None:
+        """Consolidate after saves by other callbacks (ModelCheckpoint), noticed through the IO's save count."""
+        saves = getattr(trainer.strategy.checkpoint_io, "saves", 0)
+        if self.every_checkpoint and saves != self._saves_seen:
+            self.consolidate_now(trainer)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._other_saves(trainer)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._other_saves(trainer)
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        self.consolidate_now(trainer, ended=True)
+
+    def consolidate_now(self, trainer: Any, ended: bool = False) -> Path | None:
+        """Consolidate now (rank 0 only); return the shared manifest's path, None on other ranks."""
+        self._saves_seen = getattr(trainer.strategy.checkpoint_io, "saves", 0)
+        if not trainer.is_global_zero:
+            return None
+        metrics = {k: v for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+        fields = build_manifest(
+            self.identity.run_id, **self.manifest_fields, metrics=metrics, ended_at=utc_now() if ended else None
+        )
+        fields.pop("artifacts")
+        files = collect_artifacts(self.identity.run_dir, self.include)
+        return consolidate(
+            self.identity.run_dir, self.identity.shared_dir, files=files, manifest_fields=fields, umask=self.umask
+        )
+
+
+class _GracefulPreemptionLogic:
+    """On ``signum`` (SIGTERM), save and consolidate at the next step boundary, then keep training."""
+
+    def __init__(self, signum: int = signal.SIGTERM, dirpath: str | Path | None = None) -> None:
+        self.signum = signum
+        self.dirpath = None if dirpath is None else Path(dirpath)
+        self._requested = False
+        self._previous: Any = None
+        self._saver: _PeriodicCheckpointLogic | None = None
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self._previous = signal.getsignal(self.signum)  # before Lightning installs its own handler
+        self._saver = _find_saver(trainer) or _PeriodicCheckpointLogic(self.dirpath or _default_ckpt_dir(trainer))
+        if self._saver not in trainer.callbacks:
+            self._saver.setup(trainer, pl_module, stage)
+
+    def _install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(self.signum, self._handle)
+
+    def on_sanity_check_start(self, trainer: Any, pl_module: Any) -> None:
+        self._install()
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._install()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        log.warning("received signal %s: checkpoint at the next step, training continues", signum)
+        self._requested = True
+        if callable(self._previous):
+            self._previous(signum, frame)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        requested = self._requested
+        if trainer.world_size > 1:
+            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
+        if requested and self._saver is not None:
+            self._requested = False
+            self._saver.save_now(trainer, urgent=True)
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if signal.getsignal(self.signum) == self._handle and threading.current_thread() is threading.main_thread():
+            signal.signal(self.signum, self._previous if self._previous is not None else signal.SIG_DFL)
+        if self._saver is not None and self._saver not in trainer.callbacks:
+            self._saver.teardown(trainer, pl_module, stage)
+
+
+def _find_saver(trainer: Any) -> _PeriodicCheckpointLogic | None:
+    return next((c for c in trainer.callbacks if isinstance(c, _PeriodicCheckpointLogic)), None)
+
+
+def _default_ckpt_dir(trainer: Any) -> Path:
+    best = trainer.checkpoint_callback
+    dirpath = getattr(best, "dirpath", None)
+    return Path(dirpath) if dirpath else Path(trainer.default_root_dir) / "ckpt"
+
+
+def checkpoint_now(trainer: Any = None) -> Path | None:
+    """Save (rank 0, no collectives) and consolidate now; for the launcher's ``checkpoint()`` on USR2.
+
+    ``trainer`` defaults to the one fitting in this process; returns the checkpoint, or None when nothing is
+    fitting, this is not rank 0, or the trainer has neither a PeriodicCheckpoint nor a GracefulPreemption.
+    """
+    trainer = trainer if trainer is not None else (_ACTIVE[-1] if _ACTIVE else None)
+    if trainer is None:
+        return None
+    saver = _find_saver(trainer)
+    if saver is None:
+        preemption = next((c for c in trainer.callbacks if isinstance(c, _GracefulPreemptionLogic)), None)
+        saver = preemption._saver if preemption is not None else None
+    return saver.save_on_rank_zero(trainer) if saver is not None else None
+
+
+_LOGIC = {
+    "PeriodicCheckpoint": _PeriodicCheckpointLogic,
+    "ConsolidateCallback": _ConsolidateLogic,
+    "GracefulPreemption": _GracefulPreemptionLogic,
+}
+_BUILT: dict[str, type] = {}
+
+
+def __getattr__(name: str) -> type:
+    """Build a callback class (its logic + ``pytorch_lightning.Callback``) on first use."""
+    if name not in _LOGIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _BUILT:
+        from pytorch_lightning import Callback
+
+        logic = _LOGIC[name]
+        _BUILT[name] = type(name, (logic, Callback), {"__module__": __name__, "__doc__": logic.__doc__})
+    return _BUILT[name]

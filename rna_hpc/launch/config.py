@@ -1,0 +1,83 @@
+"""Launcher schemas and config resolvers; light (no submitit, torch or Lightning), imported before composition.
+
+``base_rna_hpc_slurm`` and ``base_rna_hpc_local`` extend hydra-submitit-launcher's schemas with the keys rna_hpc adds;
+``conf/hydra/launcher/{slurm,local}.yaml`` name them in their defaults lists. The resolvers derive Slurm resources
+from the trainer (``rna_hpc.gpus_per_node``) and read required site variables (``rna_hpc.require_env``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.errors import CompactHydraException
+from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+from omegaconf import OmegaConf
+from omegaconf.errors import InterpolationResolutionError
+
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+@dataclass
+class RnaHpcSlurmQueueConf(SlurmQueueConf):
+    """The submitit Slurm launcher plus pre-submission validation, dry runs and detached submission."""
+
+    _target_: str = "hydra_plugins.rna_hpc_launcher.launchers.RnaHpcSlurmLauncher"
+    # print the sbatch script of each distinct resource shape and submit nothing
+    dry_run: bool = False
+    # submit and return at once; each job's return value is its Slurm job id (basic sweeper only)
+    detach: bool = False
+    # octal umask applied while submitting and inside every job (files on shared storage)
+    umask: str = "022"
+    # command that starts python on the nodes (e.g. inside a container); None: this interpreter
+    python: str | None = None
+    # extra arguments of the srun line that starts the tasks
+    srun_args: list[str] | None = None
+
+
+@dataclass
+class RnaHpcLocalQueueConf(LocalQueueConf):
+    """The submitit local launcher (one process per task on this machine) plus pre-submission validation."""
+
+    _target_: str = "hydra_plugins.rna_hpc_launcher.launchers.RnaHpcLocalLauncher"
+    umask: str = "022"
+
+
+class UnsetEnvironmentVariable(InterpolationResolutionError, CompactHydraException):
+    """A variable the config requires is unset; OmegaConf passes it on unwrapped, Hydra prints its message alone."""
+
+
+def gpus_per_node(accelerator: str, devices: int) -> int | None:
+    """Slurm GPUs per node for a trainer: its device count on a GPU accelerator, none otherwise."""
+    return int(devices) if str(accelerator) in GPU_ACCELERATORS else None
+
+
+def require_env(name: str, *, _node_: Any = None) -> str:
+    """The value of environment variable ``name``; a one-line error naming the variable and the key when unset."""
+    value = os.environ.get(name)
+    if not value:
+        key = _node_._get_full_key(None) if _node_ is not None else "a config value"
+        raise UnsetEnvironmentVariable(
+            f"{key}: environment variable {name} is not set (export it, or choose another env=...)"
+        )
+    return value
+
+
+def register_resolvers() -> None:
+    """Register the ``rna_hpc.*`` resolvers (idempotent)."""
+    for name, fn in (("rna_hpc.gpus_per_node", gpus_per_node), ("rna_hpc.require_env", require_env)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def register_launcher_configs() -> None:
+    """Store the launcher schemas in Hydra's ConfigStore (idempotent) and register the resolvers."""
+    cs = ConfigStore.instance()
+    cs.store(group="hydra/launcher", name="base_rna_hpc_slurm", node=RnaHpcSlurmQueueConf, provider="rna_hpc")
+    cs.store(group="hydra/launcher", name="base_rna_hpc_local", node=RnaHpcLocalQueueConf, provider="rna_hpc")
+    register_resolvers()
+
+
+register_launcher_configs()

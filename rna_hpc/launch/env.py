@@ -1,0 +1,142 @@
+"""Where this process runs: rank, world size, Slurm job and requeue count.
+
+This is the only module that reads ``SLURM_*`` and ``SUBMITIT_*`` variables. Inside a submitit job the values come
+from ``submitit.JobEnvironment``; in a plain ``srun`` task from the Slurm variables (detected as Lightning detects
+them); under torchrun-style launchers from ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``; otherwise it is one process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rna_hpc.errors import ConfigError
+
+_INTERACTIVE_JOB_NAMES = ("bash", "interactive")  # Lightning treats these allocations as not-Slurm
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "")
+    try:
+        return int(value) if value != "" else default
+    except ValueError:
+        raise ConfigError(f"environment variable {name}: {value!r} is not an integer") from None
+
+
+def _is_srun_task(env: Mapping[str, str]) -> bool:
+    return "SLURM_NTASKS" in env and env.get("SLURM_JOB_NAME", "") not in _INTERACTIVE_JOB_NAMES
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """The job and rank of this process."""
+
+    global_rank: int = 0
+    local_rank: int = 0
+    node_rank: int = 0
+    world_size: int = 1
+    num_nodes: int = 1
+    job_id: str | None = None  # submitit's id: '<array job>_<task>' for array tasks
+    array_job_id: str | None = None
+    array_task_id: str | None = None
+    restart_count: int = 0  # SLURM_RESTART_COUNT: how often Slurm requeued this job
+    node_list: str | None = None
+    hostname: str = ""
+    is_slurm: bool = False
+    is_submitit: bool = False
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.global_rank == 0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> JobContext:
+        """Read the context of this process (or of ``environ``, which is then read as plain variables)."""
+        if environ is None and os.environ.get("SUBMITIT_EXECUTOR"):
+            return cls._from_submitit()
+        env = os.environ if environ is None else environ
+        if _is_srun_task(env):
+            return cls._from_slurm_vars(env)
+        return cls(
+            global_rank=_int(env, "RANK", _int(env, "LOCAL_RANK", 0)),
+            local_rank=_int(env, "LOCAL_RANK", 0),
+            node_rank=_int(env, "NODE_RANK", _int(env, "GROUP_RANK", 0)),
+            world_size=_int(env, "WORLD_SIZE", 1),
+            hostname=socket.gethostname(),
+        )
+
+    @classmethod
+    def _from_slurm_vars(cls, env: Mapping[str, str]) -> JobContext:
+        array_job, array_task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+        job_id = f"{array_job}_{array_task}" if array_job and array_task else env.get("SLURM_JOB_ID")
+        return cls(
+            global_rank=_int(env, "SLURM_PROCID", 0),
+            local_rank=_int(env, "SLURM_LOCALID", 0),
+            node_rank=_int(env, "SLURM_NODEID", 0),
+            world_size=_int(env, "SLURM_NTASKS", 1),
+            num_nodes=_int(env, "SLURM_JOB_NUM_NODES", _int(env, "SLURM_NNODES", 1)),
+            job_id=job_id,
+            array_job_id=array_job,
+            array_task_id=array_task,
+            restart_count=_int(env, "SLURM_RESTART_COUNT", 0),
+            node_list=env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST"),
+            hostname=socket.gethostname(),
+            is_slurm=True,
+        )
+
+    @classmethod
+    def _from_submitit(cls) -> JobContext:
+        import submitit
+
+        job = submitit.JobEnvironment()
+        env = os.environ
+        return cls(
+            global_rank=job.global_rank,
+            local_rank=job.local_rank,
+            node_rank=job.node,
+            world_size=job.num_tasks,
+            num_nodes=job.num_nodes,
+            job_id=job.job_id,
+            array_job_id=job.array_job_id,
+            array_task_id=job.array_task_id,
+            restart_count=_int(env, "SLURM_RESTART_COUNT", 0),
+            node_list=env.get("SLURM_JOB_NODELIST") or None,
+            hostname=job.hostname,
+            is_slurm=job.cluster == "slurm",
+            is_submitit=True,
+        )
+
+
+def check_world_size(ctx: JobContext, devices: int, num_nodes: int) -> None:
+    """Raise ConfigError when the job's tasks do not match ``trainer.devices * trainer.num_nodes``."""
+    if not (ctx.is_slurm or ctx.is_submitit):
+        return
+    problems = []
+    expected = devices * num_nodes
+    if ctx.world_size != expected:
+        problems.append(
+            f"trainer.devices x trainer.num_nodes: {devices} x {num_nodes} = {expected} processes, but the job runs "
+            f"{ctx.world_size} tasks (SLURM_NTASKS); set hydra.launcher.tasks_per_node=${{trainer.devices}}"
+        )
+    if ctx.num_nodes != num_nodes:
+        problems.append(
+            f"trainer.num_nodes: {num_nodes}, but the job has {ctx.num_nodes} nodes; "
+            "set hydra.launcher.nodes=${trainer.num_nodes}"
+        )
+    if problems:
+        raise ConfigError(problems)
+
+
+def export_torch_distributed_env(ctx: JobContext) -> None:
+    """Give torch.distributed its rendezvous variables in a multi-task local submitit job.
+
+    Under Slurm, Lightning's SLURMEnvironment reads the ranks itself, and a single process needs nothing.
+    """
+    if not ctx.is_submitit or ctx.is_slurm or ctx.world_size < 2:
+        return
+    from submitit.helpers import TorchDistributedEnvironment
+
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    os.environ["NODE_RANK"] = str(ctx.node_rank)

@@ -1,0 +1,196 @@
+"""RNA3DModule: the LightningModule that trains, validates (TM-score of samples) and checkpoints RNA3DNet."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_info
+from torch import Tensor
+
+from rna_hpc.errors import CheckpointError, ConfigError
+from rna_hpc.model.checkpoint_state import frozen_fingerprint, frozen_prefixes, lora_checkpoint_info, restore_weights
+from rna_hpc.model.lora import apply_lora, trainable_names
+from rna_hpc.model.network import build_network
+from rna_hpc.model.partial_load import load_checkpoint_file, partial_load
+from rna_hpc.model.settings import lora_config, model_config, plain
+
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3, "weight_decay": 0.01}
+VAL_SEED = 1234  # validation noise and samples are seeded per batch, so val metrics are comparable across epochs
+
+
+class WarmupCosine:
+    """LR multiplier per step: linear warm-up, then cosine decay to ``min_lr_ratio`` at ``total_steps``."""
+
+    def __init__(self, warmup_steps: int, total_steps: float, min_lr_ratio: float) -> None:
+        self.warmup_steps, self.total_steps, self.min_lr_ratio = int(warmup_steps), float(total_steps), min_lr_ratio
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if not math.isfinite(self.total_steps) or self.total_steps <= self.warmup_steps:
+            return 1.0
+        progress = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class RNA3DModule(pl.LightningModule):
+    """Builds the network from ``model``, loads ``model.init_from``, injects LoRA, and trains with ``loss``/``optim``.
+
+    Arguments are plain containers (resolved config groups), so checkpoints load with ``weights_only=True``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        lora: Any = None,
+        loss: Any = None,
+        optim: Any = None,
+        objective: str = "val/tm",
+    ) -> None:
+        super().__init__()
+        self.model_cfg = plain(model_config(model))
+        self.lora_cfg = plain(lora_config(lora))
+        self.loss_cfg, self.optim_cfg = plain(loss or {}), plain(optim or {})
+        self.objective = objective
+        self.save_hyperparameters(
+            {"model": self.model_cfg, "lora": self.lora_cfg, "loss": self.loss_cfg, "optim": self.optim_cfg}
+            | {"objective": objective}
+        )
+        self.net = build_network(self.model_cfg)
+        if self.model_cfg.get("init_from"):
+            self._load_base(self.model_cfg["init_from"])
+        self.lora_enabled = bool(self.lora_cfg["enabled"])
+        apply_lora(self.net, self.lora_cfg)
+        self.strict_loading = not self.lora_enabled  # LoRA checkpoints hold trainable weights only
+
+    def _load_base(self, path: str) -> None:
+        """Full base weights from ``path`` into the plain network, before any adapter exists."""
+        ckpt = load_checkpoint_file(path)
+        if lora_checkpoint_info(ckpt).get("enabled"):
+            raise CheckpointError(f"model.init_from={path}: holds LoRA weights only; give a full base checkpoint")
+        if "state_dict" not in ckpt:
+            raise CheckpointError(f"model.init_from={path}: no 'state_dict' in the checkpoint")
+        partial_load(self, ckpt["state_dict"])
+
+    def frozen_prefixes(self) -> list[str]:
+        return frozen_prefixes(self.lora_cfg)
+
+    # -- training ---------------------------------------------------------------------------------------------
+
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        return self.net(batch)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        parts = self.net.loss(batch, self.net(batch), self.loss_cfg)
+        bs = len(batch["seq"])
+        self.log("train/loss", parts["loss"], prog_bar=True, batch_size=bs)
+        for name, value in parts.items():
+            if name != "loss":
+                self.log(f"train/{name}", value, batch_size=bs)
+        return parts["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        gen = torch.Generator(device=self.device).manual_seed(VAL_SEED + batch_idx)
+        out = self.net(batch)
+        parts = self.net.loss(batch, out, self.loss_cfg, generator=gen)
+        bs = len(batch["seq"])
+        for name, value in parts.items():
+            self.log(f"val/{name}", value, batch_size=bs, sync_dist=True, prog_bar=name == "loss")
+        samples = self.net.sample(batch, generator=gen, out=out)
+        prior, _ = self.net.prior_for(batch)
+        scores = sample_scores(samples, prior, batch["coords"], batch["coord_mask"])
+        if scores:
+            n = len(scores["tm"])
+            for name, values in scores.items():
+                self.log(f"val/{name}", float(np.mean(values)), batch_size=n, sync_dist=True, prog_bar=name == "tm")
+
+    def configure_optimizers(self) -> dict:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = make_optimizer(self.optim_cfg.get("optimizer") or DEFAULT_OPTIMIZER, params)
+        schedule = WarmupCosine(
+            self.optim_cfg.get("warmup_steps", 0) or 0,
+            self.trainer.estimated_stepping_batches,
+            self.optim_cfg.get("min_lr_ratio", 1.0),
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_fit_start(self) -> None:
+        counts = parameter_counts(self)
+        rank_zero_info(
+            f"parameters: {counts['trainable']:,} trainable of {counts['total']:,} total"
+            + (" (LoRA)" if self.lora_enabled else "")
+        )
+        for logger in self.loggers:
+            logger.log_metrics({f"params/{k}": float(v) for k, v in counts.items()}, step=0)
+
+    # -- prediction -------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def predict_coords(
+        self, batch: dict, n_samples: int | None = None, generator=None, include_prior: bool = False
+    ) -> Tensor:
+        """Sampled C1' coordinates [B,S,L,3]; with ``include_prior`` the last of the S is the prior itself."""
+        n = n_samples or self.net.config.generator.n_samples
+        if not include_prior:
+            return self.net.sample(batch, n_samples=n, generator=generator)
+        prior, _ = self.net.prior_for(batch)
+        samples = self.net.sample(batch, n_samples=n - 1, generator=generator) if n > 1 else prior.unsqueeze(1)[:, :0]
+        return torch.cat([samples, prior.unsqueeze(1).to(samples.dtype)], dim=1)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        return {"target_id": batch.get("target_id"), "coords": self.predict_coords(batch), "mask": batch["mask"]}
+
+    # -- checkpoints ------------------------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        keys = trainable_names(self)
+        checkpoint["rna_hpc"] = {"format": 1, "model": self.model_cfg, "lora": self.lora_cfg, "trainable_keys": keys}
+        if self.lora_enabled:
+            keep = set(keys)
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+            checkpoint["rna_hpc"]["frozen_sha256"] = frozen_fingerprint(self)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_weights(self, checkpoint)
+
+
+def make_optimizer(spec: Any, params: list) -> torch.optim.Optimizer:
+    """``instantiate(spec)(params)`` for a ``_partial_`` optimizer node."""
+    from hydra.utils import instantiate
+
+    try:
+        factory = instantiate(spec)
+        return factory(params)
+    except Exception as exc:  # instantiate wraps every failure; report it as the config problem it is
+        raise ConfigError(f"optim.optimizer: {str(exc).strip().splitlines()[0]}") from None
+
+
+def parameter_counts(module: torch.nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return {"trainable": trainable, "total": total}
+
+
+def sample_scores(samples: Tensor, prior: Tensor, coords: Tensor, coord_mask: Tensor) -> dict[str, list[float]]:
+    """Per target: best TM-score over samples, the RMSD of that sample, and the prior's TM-score."""
+    from rna_hpc.evaluation.metrics import rmsd, tm_score
+
+    out: dict[str, list[float]] = {"tm": [], "rmsd": [], "tm_prior": []}
+    samples, prior = samples.float().cpu().numpy(), prior.float().cpu().numpy()
+    coords, coord_mask = coords.float().cpu().numpy(), coord_mask.cpu().numpy()
+    for b in range(samples.shape[0]):
+        m = coord_mask[b]
+        if m.sum() < 3:
+            continue
+        ref = coords[b][m]
+        tms = [tm_score(s[m], ref) for s in samples[b]]
+        best = int(np.argmax(tms))
+        out["tm"].append(tms[best])
+        out["rmsd"].append(rmsd(samples[b, best][m], ref))
+        out["tm_prior"].append(tm_score(prior[b][m], ref))
+    return out if out["tm"] else {}

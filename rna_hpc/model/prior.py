@@ -1,0 +1,44 @@
+"""Prior structures Stage D refines: the secondary-structure-informed model, the A-form helix, or none."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rna_hpc.errors import InputError
+
+VOCAB = "ACGUN"
+MFE_CHANNEL = 1  # Stage A pair feature channel of the MFE-paired indicator
+
+
+def mfe_partners(paired: np.ndarray) -> np.ndarray:
+    """Partner index (or -1) of each residue from an L x L 0/1 MFE pair indicator."""
+    has = paired.max(axis=1) > 0.5
+    return np.where(has, paired.argmax(axis=1), -1).astype(np.int64)
+
+
+def prior_coords(batch: dict, kind: str) -> Tensor | None:
+    """[B,L,3] prior for each target of a batch (zeros on padding), or None for ``kind == 'none'``.
+
+    ``ss_model``: stems from the Stage A MFE pairs laid out as A-form duplexes, loops as arcs
+    (`rna_hpc.geometry.ss_model_coords`); ``aform``: one ideal A-form strand.
+    """
+    if kind == "none":
+        return None
+    from rna_hpc.geometry import aform_helix, ss_model_coords
+
+    seq, mask = batch["seq"], batch["mask"]
+    if kind == "ss_model" and batch["pair_feats"].shape[-1] <= MFE_CHANNEL:
+        raise InputError(f"generator.prior=ss_model needs the MFE pairs in batch['pair_feats'][..., {MFE_CHANNEL}]")
+    out = torch.zeros(*seq.shape, 3, dtype=torch.float32)
+    lengths = mask.sum(dim=1).tolist()
+    for b, n in enumerate(lengths):
+        if kind == "aform":
+            xyz = aform_helix(n)
+        else:
+            sequence = "".join(VOCAB[i] for i in seq[b, :n].tolist())
+            paired = batch["pair_feats"][b, :n, :n, MFE_CHANNEL].detach().float().cpu().numpy()
+            xyz = ss_model_coords(sequence, mfe_partners(paired))
+        out[b, :n] = torch.as_tensor(np.asarray(xyz), dtype=torch.float32)
+    return out.to(seq.device)

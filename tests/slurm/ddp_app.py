@@ -1,0 +1,63 @@
+"""A tiny Hydra app for the launcher tests: each job joins its ranks in a gloo all_reduce and records what it saw.
+
+Every rank writes ``rank<k>.json`` into the job's output dir: rank, world size, node, the all_reduce sum and a
+checksum of a seeded model broadcast from rank 0 (identical across ranks when DDP is wired right).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+import rna_hpc.launch.config  # noqa: F401  (launcher schemas and resolvers)
+from rna_hpc.config import register_configs
+
+register_configs()
+
+
+def _all_reduce(cfg: DictConfig) -> dict:
+    import submitit
+    import torch
+    import torch.distributed as dist
+
+    env = submitit.JobEnvironment()
+    submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    dist.init_process_group("gloo", rank=env.global_rank, world_size=env.num_tasks)
+    try:
+        value = torch.tensor([float(env.global_rank + 1) * cfg.x])
+        dist.all_reduce(value)
+        torch.manual_seed(env.global_rank)  # different on purpose: broadcast must make them equal
+        weights = torch.nn.Linear(4, 4).weight.detach().clone()
+        dist.broadcast(weights, src=0)
+        return {
+            "rank": dist.get_rank(),
+            "world_size": dist.get_world_size(),
+            "node": os.environ.get("SLURMD_NODENAME", "local"),
+            "sum": value.item(),
+            "checksum": float(weights.sum()),
+            "job_id": env.job_id,
+            "umask": oct(os.umask(0o022)),
+        }
+    finally:
+        dist.destroy_process_group()
+
+
+@hydra.main(version_base="1.3", config_path="app_conf", config_name="app")
+def main(cfg: DictConfig) -> float:
+    if cfg.fail:
+        raise RuntimeError(f"job asked to fail (x={cfg.x})")
+    if cfg.crash:
+        os._exit(3)  # dies without a result, as a killed job does
+    seen = _all_reduce(cfg)
+    out = HydraConfig.get().runtime.output_dir
+    with open(os.path.join(out, f"rank{seen['rank']}.json"), "w") as f:
+        json.dump(seen, f)
+    return seen["sum"]
+
+
+if __name__ == "__main__":
+    main()

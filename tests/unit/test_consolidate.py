@@ -1,0 +1,173 @@
+"""Consolidation scratch -> shared: verified copies, manifest last, idempotence, and writers killed mid-copy."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from rna_hpc.checkpoint.consolidate import collect_artifacts, consolidate
+from rna_hpc.checkpoint.io import sha256_file
+from rna_hpc.checkpoint.manifest import build_manifest, read_manifest, verify_manifest
+from rna_hpc.errors import ConfigError, InputError
+
+REPO = Path(__file__).resolve().parents[2]
+FIELDS = build_manifest("demo/sweep-1/0", config={"lr": 0.001})
+
+
+def _run_dir(tmp_path: Path) -> Path:
+    run = tmp_path / "scratch" / "run"
+    (run / "ckpt").mkdir(parents=True)
+    (run / "ckpt" / "step-2.ckpt").write_bytes(os.urandom(200_000))
+    (run / "ckpt" / "last.ckpt").write_bytes(os.urandom(200_000))
+    (run / "csv" / "version_0").mkdir(parents=True)
+    (run / "csv" / "version_0" / "metrics.csv").write_text("step,loss\n1,0.5\n")
+    (run / "main.log").write_text("not consolidated\n")
+    return run
+
+
+def _state(directory: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime) of every file: a rewrite changes the inode, a touch the mtime."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_consolidate_copies_verified_files_and_writes_the_manifest_last(tmp_path: Path) -> None:
+    run, shared = _run_dir(tmp_path), tmp_path / "shared" / "demo" / "sweep-1" / "0"
+    files = collect_artifacts(run)
+    assert [p.relative_to(run).as_posix() for p in files] == [
+        "ckpt/last.ckpt",
+        "ckpt/step-2.ckpt",
+        "csv/version_0/metrics.csv",
+    ]
+    manifest_path = consolidate(run, shared, files=files, manifest_fields=FIELDS)
+    assert manifest_path == shared / "manifest.json"
+    assert verify_manifest(shared) == []
+    manifest = read_manifest(shared)
+    assert manifest["run_id"] == "demo/sweep-1/0" and manifest["config"] == {"lr": 0.001}
+    assert manifest["artifacts"]["ckpt/last.ckpt"] == {
+        "sha256": sha256_file(run / "ckpt" / "last.ckpt"),
+        "size": 200_000,
+    }
+    assert not (shared / "main.log").exists()
+    copied = [shared / rel for rel in manifest["artifacts"]]
+    assert all(manifest_path.stat().st_ctime_ns >= p.stat().st_ctime_ns for p in copied)
+    assert (shared.stat().st_mode & 0o022) == 0
+
+
+def test_consolidate_twice_changes_nothing(tmp_path: Path) -> None:
+    run, shared = _run_dir(tmp_path), tmp_path / "shared"
+    consolidate(run, shared, files=collect_artifacts(run), manifest_fields=FIELDS)
+    before = _state(shared)
+    time.sleep(0.01)
+    consolidate(run, shared, files=collect_artifacts(run), manifest_fields=FIELDS)
+    assert _state(shared) == before  # no file rewritten, manifest included
+
+
+def test_consolidate_updates_only_what_changed_and_prunes_dropped_files(tmp_path: Path) -> None:
+    run, shared = _run_dir(tmp_path), tmp_path / "shared"
+    consolidate(run, shared, files=collect_artifacts(run), manifest_fields=FIELDS)
+    before = _state(shared)
+    (run / "ckpt" / "last.ckpt").write_bytes(os.urandom(200_000))
+    (run / "ckpt" / "step-2.ckpt").unlink()
+    (run / "ckpt" / "step-4.ckpt").write_bytes(os.urandom(1000))
+    consolidate(run, shared, files=collect_artifacts(run), manifest_fields=FIELDS, prune=True)
+    after = _state(shared)
+    assert after["csv/version_0/metrics.csv"] == before["csv/version_0/metrics.csv"]
+    assert after["ckpt/last.ckpt"] != before["ckpt/last.ckpt"]
+    assert after["manifest.json"] != before["manifest.json"]
+    assert "ckpt/step-2.ckpt" not in after and "ckpt/step-4.ckpt" in after
+    assert verify_manifest(shared) == []
+
+
+def test_consolidate_refuses_files_outside_the_run_and_open_directories(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path)
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("x")
+    with pytest.raises(InputError, match="elsewhere.txt: artifact is outside the run dir"):
+        consolidate(run, tmp_path / "shared", files=[outside], manifest_fields=FIELDS)
+    with pytest.raises(InputError, match="gone.ckpt: artifact to consolidate disappeared"):
+        consolidate(run, tmp_path / "shared", files=[run / "ckpt" / "gone.ckpt"], manifest_fields=FIELDS)
+    open_dir = tmp_path / "open"
+    open_dir.mkdir(mode=0o777)
+    os.chmod(open_dir, 0o777)
+    with pytest.raises(ConfigError, match="world-writable"):
+        consolidate(run, open_dir, files=collect_artifacts(run), manifest_fields=FIELDS)
+
+
+def _open_writer(fifo: Path, deadline: float) -> int:
+    """Open the FIFO's write end once the child has opened it for reading (never blocks past the deadline)."""
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nobody opened {fifo} for reading") from None
+            time.sleep(0.02)
+            continue
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return fd
+
+
+def _kill_mid_copy(code: str, fifo: Path, temp_dir: Path, data: bytes) -> None:
+    """Run ``code`` (a copy reading ``fifo``), feed it ``data`` without EOF, and SIGKILL it mid-copy."""
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
+    try:
+        fd = _open_writer(fifo, time.monotonic() + 60)
+        os.write(fd, data)  # the copy reads 4 MiB chunks: the first is written, then it waits for more
+        deadline = time.monotonic() + 60
+        while not any(p.name.endswith(f".tmp-{child.pid}") and p.stat().st_size > 0 for p in temp_dir.iterdir()):
+            assert child.poll() is None and time.monotonic() < deadline, "the copy never started"
+            time.sleep(0.01)
+        child.kill()
+        child.wait(timeout=30)
+        os.close(fd)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_atomic_copy_killed_mid_copy_keeps_the_old_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "source.fifo"
+    os.mkfifo(fifo)
+    dst = tmp_path / "out" / "big.bin"
+    dst.parent.mkdir()
+    dst.write_bytes(b"previous version")
+    code = f"from rna_hpc.checkpoint.io import atomic_copy; atomic_copy({str(fifo)!r}, {str(dst)!r})"
+    _kill_mid_copy(code, fifo, dst.parent, os.urandom(5 << 20))
+    assert dst.read_bytes() == b"previous version"
+    assert [p for p in dst.parent.iterdir() if p.name.startswith(".big.bin.tmp-")]  # the killed writer's temp
+
+
+def test_consolidation_killed_mid_copy_is_completed_by_the_next_call(tmp_path: Path) -> None:
+    run, shared = _run_dir(tmp_path), tmp_path / "shared"
+    big = run / "ckpt" / "big.ckpt"
+    os.mkfifo(big)
+    code = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from rna_hpc.checkpoint.consolidate import consolidate
+        consolidate(Path({str(run)!r}), Path({str(shared)!r}), files=[Path({str(big)!r})], manifest_fields={{}})
+        """
+    )
+    (shared / "ckpt").mkdir(parents=True)
+    data = os.urandom(5 << 20)
+    _kill_mid_copy(code, big, shared / "ckpt", data)
+    assert not (shared / "ckpt" / "big.ckpt").exists()  # no partial file under the final name
+    assert not (shared / "manifest.json").exists()
+    big.unlink()
+    big.write_bytes(data)
+    consolidate(run, shared, files=collect_artifacts(run), manifest_fields=FIELDS)
+    assert verify_manifest(shared) == []
+    assert "ckpt/big.ckpt" in read_manifest(shared)["artifacts"]
+    assert not [p for p in shared.rglob(".*") if ".tmp-" in p.name]  # the stale temp was cleaned

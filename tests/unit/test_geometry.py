@@ -1,0 +1,105 @@
+"""Ideal A-form helix and the secondary-structure 3D model, on real sequences."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import RNA
+
+from rna_hpc.errors import InputError
+from rna_hpc.geometry import PAIR_DISTANCE, aform_helix, check_pairs, ss_model_coords, stems_from_pairs
+
+
+def _pairs(dot_bracket: str) -> np.ndarray:
+    pairs, stack = np.full(len(dot_bracket), -1), []
+    for i, c in enumerate(dot_bracket):
+        if c == "(":
+            stack.append(i)
+        elif c == ")":
+            j = stack.pop()
+            pairs[i], pairs[j] = j, i
+    return pairs
+
+
+def _val_sequences(rna3d_dir: Path, n: int) -> list[str]:
+    with (rna3d_dir / "val_sequences.csv").open(newline="") as fh:
+        seqs = sorted((row["sequence"] for row in csv.DictReader(fh)), key=len)
+    return seqs[:n] + seqs[-1:]  # the shortest few and the longest
+
+
+def _steps(xyz: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.diff(xyz, axis=0), axis=1)
+
+
+def _min_nonneighbour_distance(xyz: np.ndarray) -> float:
+    d = np.linalg.norm(xyz[:, None] - xyz[None], axis=-1)
+    return float(d[np.triu_indices(len(xyz), 2)].min())
+
+
+def test_aform_helix_geometry() -> None:
+    xyz = aform_helix(30)
+    assert xyz.shape == (30, 3)
+    steps = _steps(xyz)
+    assert np.all((steps > 5.5) & (steps < 5.9))
+    assert np.allclose(steps, steps[0])
+    assert np.allclose(xyz.mean(axis=0), 0.0)
+    # one helical turn of A-form RNA is ~11 residues and ~31 A along the axis
+    assert 29.0 < np.linalg.norm(xyz[11] - xyz[0]) < 33.0
+
+
+def test_ss_model_geometry_on_real_sequences(rna3d_dir: Path) -> None:
+    for seq in _val_sequences(rna3d_dir, 3):
+        pairs = _pairs(RNA.fold_compound(seq).mfe()[0])
+        xyz = ss_model_coords(seq, pairs)
+        assert xyz.shape == (len(seq), 3) and np.isfinite(xyz).all()
+        steps = _steps(xyz)
+        assert 5.5 <= np.median(steps) <= 5.9 and steps.min() > 5.2 and steps.max() < 6.2, seq
+        i = np.flatnonzero(pairs > np.arange(len(seq)))
+        assert i.size > 0
+        paired = np.linalg.norm(xyz[i] - xyz[pairs[i]], axis=1)
+        assert np.all(np.abs(paired - PAIR_DISTANCE) < 0.6), seq
+        assert _min_nonneighbour_distance(xyz) > 3.0, seq
+
+
+def test_ss_model_deterministic_without_rng_and_varied_with_one(rna3d_dir: Path) -> None:
+    seq = _val_sequences(rna3d_dir, 1)[0]
+    pairs = _pairs(RNA.fold_compound(seq).mfe()[0])
+    a, b = ss_model_coords(seq, pairs), ss_model_coords(seq, pairs)
+    assert np.array_equal(a, b)
+    c = ss_model_coords(seq, pairs, np.random.default_rng(3))
+    assert not np.allclose(a, c)
+    i = np.flatnonzero(pairs > np.arange(len(seq)))
+    assert np.all(np.abs(np.linalg.norm(c[i] - c[pairs[i]], axis=1) - PAIR_DISTANCE) < 0.6)
+    assert _min_nonneighbour_distance(c) > 3.0
+
+
+def test_hairpin_stem_is_an_aform_duplex() -> None:
+    seq = "GGGGCGAAAGCCCC"
+    pairs = _pairs("((((((..))))))")
+    xyz = ss_model_coords(seq, pairs)
+    strand = xyz[:6]
+    assert np.allclose(_steps(strand), _steps(aform_helix(6)), atol=1e-6)
+    assert np.allclose(np.linalg.norm(xyz[:6] - xyz[::-1][:6], axis=1), PAIR_DISTANCE, atol=1e-6)
+
+
+def test_unpaired_chain_is_a_helix_and_pseudoknots_are_dropped() -> None:
+    assert np.allclose(ss_model_coords("ACGUACGUAC", np.full(10, -1)), aform_helix(10))
+    # stems (0-2 with 9-7) and (4-5 with 13-12) cross: the shorter one is dropped
+    pairs = np.full(16, -1)
+    for i, j in [(0, 9), (1, 8), (2, 7), (4, 13), (5, 12)]:
+        pairs[i], pairs[j] = j, i
+    assert stems_from_pairs(pairs) == [(0, 9, 3)]
+    xyz = ss_model_coords("G" * 16, pairs)
+    assert np.isfinite(xyz).all() and _min_nonneighbour_distance(xyz) > 3.0
+
+
+def test_bad_pairs_are_input_errors() -> None:
+    with pytest.raises(InputError, match="differs from the sequence length"):
+        check_pairs(np.full(5, -1), 6)
+    with pytest.raises(InputError, match="does not pair back"):
+        check_pairs(np.array([2, -1, -1]), 3)
+    with pytest.raises(InputError, match="invalid partner"):
+        check_pairs(np.array([7, -1, -1]), 3)

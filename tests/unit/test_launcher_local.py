@@ -1,0 +1,45 @@
+"""The validating local launcher: a 2-process gloo DDP job on this machine, without Slurm."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "tests" / "slurm" / "ddp_app.py"
+
+
+def run_app(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(APP), "-m", f"hydra.searchpath=[file://{REPO / 'conf'}]", "hydra.sweep.dir=sweep"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        cmd + list(overrides),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.mark.slow
+def test_local_launcher_runs_one_process_per_device(tmp_path: Path) -> None:
+    out = run_app(tmp_path, "launcher=local", "trainer.devices=2", "x=3")
+    assert out.returncode == 0, out.stdout
+    records = sorted((json.loads(p.read_text()) for p in (tmp_path / "sweep/0").glob("rank*.json")), key=str)
+    assert sorted((r["rank"], r["world_size"], r["sum"]) for r in records) == [(0, 2, 9.0), (1, 2, 9.0)]
+    assert len({r["checksum"] for r in records}) == 1
+
+
+def test_local_launcher_rejects_a_mismatched_shape_before_running(tmp_path: Path) -> None:
+    out = run_app(tmp_path, "launcher=local", "trainer.devices=2", "hydra.launcher.tasks_per_node=1", "x=1,2")
+    assert out.returncode != 0
+    assert "hydra.launcher.tasks_per_node: is 1, must equal trainer.devices=2 (one process per device)" in out.stdout
+    assert "Traceback" not in out.stdout
+    assert not (tmp_path / "sweep" / ".submitit").exists()

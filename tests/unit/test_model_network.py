@@ -1,0 +1,205 @@
+"""RNA3DNet: shapes from config, masking, memory options, the prior-residual generator, losses and geometry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rna_hpc.config.schema import GeneratorConfig, HeadsConfig, MergerConfig, TrunkConfig
+from rna_hpc.errors import ConfigError, InputError, TrainingFailed
+from rna_hpc.geometry import aform_helix
+from rna_hpc.model.coords import kabsch, random_rotations, virtual_torsions
+from rna_hpc.model.losses import diffusion_loss, lddt_loss, torsion_loss
+from rna_hpc.model.network import RNA3DNet, build_network
+
+TINY = {
+    "trunk": {"c_s": 32, "c_z": 16, "n_blocks": 2, "n_heads": 4},
+    "merger": {"single_in": 36, "c_cond": 32},
+    "generator": {"c_a": 32, "n_blocks": 1, "n_heads": 4, "n_steps": 4, "n_samples": 2},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two shared cores: more intra-op threads only contend."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def chain(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random C1' trace with 5.6 A steps."""
+    steps = rng.normal(size=(n, 3))
+    return np.cumsum(5.6 * steps / np.linalg.norm(steps, axis=1, keepdims=True), axis=0)
+
+
+def make_batch(lengths: list[int], seed: int = 0) -> dict:
+    """A padded batch per docs/architecture.md: random sequences and chains, a short stem in the pair features."""
+    rng = np.random.default_rng(seed)
+    b, w = len(lengths), max(lengths)
+    batch = {
+        "target_id": [f"t{i}" for i in range(b)],
+        "seq": torch.full((b, w), 4),
+        "mask": torch.zeros(b, w, dtype=torch.bool),
+        "coords": torch.zeros(b, w, 3),
+        "coord_mask": torch.zeros(b, w, dtype=torch.bool),
+        "pair_feats": torch.zeros(b, w, w, 2),
+        "residue_index": torch.zeros(b, w, dtype=torch.long),
+        "length": torch.tensor(lengths),
+    }
+    for i, n in enumerate(lengths):
+        batch["seq"][i, :n] = torch.from_numpy(rng.integers(0, 4, n))
+        batch["mask"][i, :n] = True
+        batch["coords"][i, :n] = torch.tensor(chain(n, rng), dtype=torch.float32)
+        batch["coord_mask"][i, :n] = True
+        batch["residue_index"][i, :n] = torch.arange(n)
+        for k in range(3):  # residues k and n-1-k pair
+            batch["pair_feats"][i, k, n - 1 - k] = batch["pair_feats"][i, n - 1 - k, k] = 1.0
+    return batch
+
+
+def tiny_net(seed: int = 0, **trunk) -> RNA3DNet:
+    torch.manual_seed(seed)
+    cfg = {**TINY, "trunk": {**TINY["trunk"], **trunk}}
+    return build_network(cfg)
+
+
+def test_forward_shapes_follow_the_config() -> None:
+    net = tiny_net()
+    out = net(make_batch([12, 9]))
+    assert out["single"].shape == (2, 12, 32)
+    assert out["pair"].shape == (2, 12, 12, 16)
+    assert out["torsion"].shape == (2, 12, 2, 2)
+    assert out["distogram_logits"].shape == (2, 12, 12, 38)
+    assert out["cond"]["single"].shape == (2, 12, 32) and out["cond"]["pair"].shape == (2, 12, 12, 16)
+
+
+def test_dataclass_parts_with_interpolated_defaults_build() -> None:
+    net = RNA3DNet(trunk=TrunkConfig(), heads=HeadsConfig(), merger=MergerConfig(), generator=GeneratorConfig())
+    assert net.config.heads.c_s == 64 and net.config.generator.c_cond == 64
+
+
+def test_inconsistent_or_misspelt_config_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"model.merger.single_in: 68 must equal .* = 36"):
+        build_network({"trunk": {"c_s": 32}})
+    with pytest.raises(ConfigError, match="c_zz"):
+        build_network({"trunk": {"c_zz": 16}})
+    with pytest.raises(ConfigError, match="generator.prior"):
+        build_network({"generator": {"prior": "magic"}})
+
+
+def test_a_batch_without_pair_features_is_an_input_error() -> None:
+    batch = make_batch([8])
+    del batch["pair_feats"]
+    with pytest.raises(InputError, match="pair_feats"):
+        tiny_net()(batch)
+
+
+def test_padding_does_not_change_the_real_residues() -> None:
+    net = tiny_net(triangle_updates=True).eval()
+    alone, padded = make_batch([10], seed=3), make_batch([10, 16], seed=3)
+    with torch.no_grad():
+        a, p = net(alone), net(padded)
+    for key in ("single", "torsion"):
+        torch.testing.assert_close(p[key][:1, :10], a[key], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(p["distogram_logits"][:1, :10, :10], a["distogram_logits"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(p["cond"]["single"][:1, :10], a["cond"]["single"], atol=1e-5, rtol=1e-4)
+
+
+def test_checkpointing_and_pair_chunking_give_the_same_values_and_gradients() -> None:
+    batch = make_batch([14, 11])
+    plain = tiny_net(seed=1, triangle_updates=True).train()
+    lean = tiny_net(seed=1, triangle_updates=True, activation_checkpointing=True, pair_chunk_size=4).train()
+    results = []
+    for net in (plain, lean):
+        out = net(batch)
+        (out["pair"].square().mean() + out["single"].square().mean()).backward()
+        results.append(
+            (out["pair"].detach(), {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None})
+        )
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-4)
+    assert results[0][1].keys() == results[1][1].keys() and len(results[0][1]) > 20
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(grad, results[1][1][name], atol=1e-5, rtol=1e-3, msg=name)
+
+
+def test_an_untrained_model_samples_its_prior() -> None:
+    net = tiny_net()
+    batch = make_batch([12, 7])
+    gen = torch.Generator().manual_seed(0)
+    samples = net.sample(batch, n_samples=3, n_steps=5, generator=gen)
+    assert samples.shape == (2, 3, 12, 3)
+    prior, has_prior = net.prior_for(batch)
+    assert has_prior and prior[0, :12].abs().sum() > 0
+    torch.testing.assert_close(samples, prior.unsqueeze(1).expand_as(samples), atol=1e-4, rtol=0)
+    given = batch | {"prior_coords": batch["coords"]}
+    torch.testing.assert_close(net.sample(given, n_samples=2, n_steps=3)[:, 0], batch["coords"], atol=1e-4, rtol=0)
+
+
+def test_the_prior_follows_the_stage_a_pairs() -> None:
+    batch = make_batch([20])
+    prior, _ = tiny_net().prior_for(batch)
+    paired = torch.linalg.norm(prior[0, 0] - prior[0, 19])
+    assert 8.0 < paired < 13.0  # residues 0 and 19 pair: about 10.4 A apart in the secondary-structure model
+
+
+def test_untrained_torsion_head_outputs_the_aform_helix() -> None:
+    net = tiny_net()
+    helix = torch.tensor(aform_helix(10), dtype=torch.float32).unsqueeze(0)
+    angles, valid = virtual_torsions(helix, torch.ones(1, 10, dtype=torch.bool))
+    assert valid[0, 1:-2].all() and not valid[0, 0].any() and not valid[0, -1].any()
+    torch.testing.assert_close(angles[0, 1:-2], angles[0, 1:2].expand(7, 2), atol=1e-4, rtol=0)
+    torsion = net(make_batch([10]))["torsion"]
+    expect = torch.stack([angles[0, 2].sin(), angles[0, 2].cos()], dim=-1)
+    torch.testing.assert_close(torsion[0, 5], expect, atol=1e-5, rtol=0)
+    assert 140 < math.degrees(angles[0, 2, 0]) < 160  # the virtual bond angle of A-form RNA
+
+
+def test_kabsch_recovers_a_rigid_motion() -> None:
+    x = torch.randn(2, 15, 3) * 10
+    rot = random_rotations(2, generator=torch.Generator().manual_seed(1))
+    moved = x @ rot + torch.tensor([1.0, -2.0, 3.0])
+    r, t = kabsch(x, moved, torch.ones(2, 15, dtype=torch.bool))
+    torch.testing.assert_close(x @ r + t, moved, atol=1e-4, rtol=0)
+    assert torch.allclose(torch.linalg.det(rot), torch.ones(2), atol=1e-5)
+
+
+def test_losses_score_the_truth_best() -> None:
+    batch = make_batch([16, 12])
+    coords, cm = batch["coords"], batch["coord_mask"]
+    angles, _ = virtual_torsions(coords, cm)
+    true = torch.stack([angles.sin(), angles.cos()], dim=-1)
+    assert torsion_loss(true, coords, cm) < 1e-6
+    assert torsion_loss(true.flip(-1), coords, cm) > 0.1
+    rot = random_rotations(2, generator=torch.Generator().manual_seed(2))
+    assert diffusion_loss(coords @ rot + 5.0, coords, cm, torch.ones(2)) < 1e-6
+    noisy = coords + 3.0 * torch.randn_like(coords)
+    assert diffusion_loss(noisy, coords, cm, torch.ones(2)) > 1.0
+    assert lddt_loss(coords @ rot, coords, cm) < lddt_loss(noisy, coords, cm) - 0.2
+
+
+def test_losses_ignore_unobserved_and_padded_residues() -> None:
+    net = tiny_net().eval()
+    batch = make_batch([12, 9], seed=5)
+    batch["coord_mask"][0, 4] = False
+    batch["coords"][0, 4] = 1e6  # garbage where unobserved: must not matter
+    gen = torch.Generator().manual_seed(0)
+    out = net(batch)
+    a = net.loss(batch, out, {}, generator=gen)
+    batch["coords"][0, 4] = -3e5
+    b = net.loss(batch, out, {}, generator=torch.Generator().manual_seed(0))
+    for key in ("distogram", "torsion", "lddt", "diffusion", "loss"):
+        torch.testing.assert_close(a[key], b[key], msg=key)
+
+
+def test_a_non_finite_loss_names_the_targets() -> None:
+    net = tiny_net()
+    batch = make_batch([10, 8])
+    batch["target_id"] = ["1ABC_A", "R1107"]
+    batch["coords"][1, 3] = float("nan")
+    with pytest.raises(TrainingFailed, match=r"non-finite loss .*1ABC_A, R1107"):
+        net.loss(batch, net(batch), {})
