@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# Tests share 2 cores: one intra-op thread per process (subprocesses inherit it).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 
 

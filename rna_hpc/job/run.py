@@ -10,6 +10,7 @@ import logging
 import math
 
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -76,6 +77,7 @@ def run_training(cfg: DictConfig) -> float:
     ctx = JobContext.from_env()
     export_torch_distributed_env(ctx)
     check_world_size(ctx, cfg.trainer.devices, cfg.trainer.num_nodes)
+    torch.set_num_threads(ctx.torch_threads)
     pl.seed_everything(cfg.seed, workers=True)
     identity = RunIdentity.from_hydra(cfg, HydraConfig.get())
     datamodule = instantiate(cfg.data, seed=cfg.seed, _convert_="object")

@@ -46,6 +46,15 @@ class JobContext:
     hostname: str = ""
     is_slurm: bool = False
     is_submitit: bool = False
+    cpus_per_task: int | None = None  # SLURM_CPUS_PER_TASK when Slurm set it
+
+    @property
+    def torch_threads(self) -> int:
+        """Intra-op threads for this process: its Slurm CPUs, else this machine's cores shared by the local ranks."""
+        if self.cpus_per_task:
+            return self.cpus_per_task
+        local_tasks = max(1, self.world_size // max(1, self.num_nodes))
+        return max(1, (os.cpu_count() or 1) // local_tasks)
 
     @property
     def is_global_zero(self) -> bool:
@@ -84,6 +93,7 @@ class JobContext:
             node_list=env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST"),
             hostname=socket.gethostname(),
             is_slurm=True,
+            cpus_per_task=_int(env, "SLURM_CPUS_PER_TASK", 0) or None,
         )
 
     @classmethod
@@ -106,6 +116,7 @@ class JobContext:
             hostname=job.hostname,
             is_slurm=job.cluster == "slurm",
             is_submitit=True,
+            cpus_per_task=_int(env, "SLURM_CPUS_PER_TASK", 0) or None,
         )
 
 
