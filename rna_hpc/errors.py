@@ -18,6 +18,9 @@ class ConfigError(RnaHpcError):
         head = "invalid configuration" + (f" ({n} problems)" if n > 1 else "")
         super().__init__(head + ":\n  " + "\n  ".join(self.problems))
 
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.problems,))  # pickles across processes (submitit results) unchanged
+
 
 class InputError(RnaHpcError):
     """Bad input data: the message names the file and the line, residue or target."""

@@ -6,8 +6,11 @@ and its return value is the objective the sweeper sees.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import time
+import traceback
 
 import pytorch_lightning as pl
 import torch
@@ -38,6 +41,15 @@ def build_module(cfg: DictConfig) -> pl.LightningModule:
         optim=plain(cfg.optim),
         objective=cfg.objective,
     )
+
+
+def parameters_digest(module: torch.nn.Module) -> str:
+    """sha256 of every parameter's bytes: equal on all ranks when DDP kept them in sync."""
+    digest = hashlib.sha256()
+    for name, param in sorted(module.named_parameters()):
+        digest.update(name.encode())
+        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def resume_point(cfg: DictConfig, identity: RunIdentity) -> str | None:
@@ -72,19 +84,55 @@ def objective_value(trainer: pl.Trainer, cfg: DictConfig) -> float:
     return value
 
 
+def record_failure(err: BaseException, identity: RunIdentity, ctx: JobContext) -> None:
+    """Rank 0 leaves ``error.json`` on shared storage: what failed, where, and which log to read."""
+    from rna_hpc.checkpoint.io import atomic_write_json
+    from rna_hpc.redact import redact
+
+    log_files = sorted(str(p) for p in identity.run_dir.glob("*.log"))
+    record = {
+        "run_id": identity.run_id,
+        "type": type(err).__name__,
+        "message": str(err)[:2000],
+        "traceback": traceback.format_exception(err)[-6:],
+        "log": log_files[0] if log_files else None,
+        "slurm_job_id": ctx.job_id,
+        "node": ctx.hostname,
+        "restart_count": ctx.restart_count,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        atomic_write_json(identity.shared_dir / "error.json", redact(record))
+    except OSError as write_err:  # never hide the original error behind a reporting problem
+        log.error("could not record the failure in %s: %s", identity.shared_dir, write_err)
+
+
 def run_training(cfg: DictConfig) -> float:
     """Fit one model as configured and return the objective (the same float on every rank)."""
     ctx = JobContext.from_env()
     export_torch_distributed_env(ctx)
     check_world_size(ctx, cfg.trainer.devices, cfg.trainer.num_nodes)
     torch.set_num_threads(ctx.torch_threads)
-    pl.seed_everything(cfg.seed, workers=True)
     identity = RunIdentity.from_hydra(cfg, HydraConfig.get())
+    if ctx.is_global_zero:
+        (identity.shared_dir / "error.json").unlink(missing_ok=True)  # a requeued attempt starts clean
+    try:
+        return fit(cfg, ctx, identity)
+    except Exception as err:
+        if ctx.is_global_zero:
+            record_failure(err, identity, ctx)
+        raise
+
+
+def fit(cfg: DictConfig, ctx: JobContext, identity: RunIdentity) -> float:
+    """Build data, model and trainer; fit from the resume point; return the objective."""
+    pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, seed=cfg.seed, _convert_="object")
     module = build_module(cfg)
     trainer = build_trainer(cfg, identity, ctx)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_point(cfg, identity))
     value = objective_value(trainer, cfg)
+    log.info("rank %d parameters sha256 %s", trainer.global_rank, parameters_digest(module))
     if trainer.is_global_zero:
         log.info("%s = %.4f  (run dir %s, shared %s)", cfg.objective, value, identity.run_dir, identity.shared_dir)
     return value

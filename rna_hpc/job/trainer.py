@@ -16,7 +16,23 @@ from rna_hpc.job.identity import RunIdentity
 from rna_hpc.launch.env import JobContext
 
 
-def build_loggers(cfg: DictConfig) -> list[Any]:
+def run_info(cfg: DictConfig, identity: RunIdentity) -> dict[str, Any]:
+    """What identifies this run in a cross-sweep results table."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from rna_hpc.checkpoint.manifest import config_hash
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return {
+        "run_id": identity.run_id,
+        "sweep": identity.sweep_id,
+        "experiment": cfg.experiment_name,
+        "config_hash": config_hash(OmegaConf.to_container(cfg, resolve=True)),
+        "overrides": overrides,
+    }
+
+
+def build_loggers(cfg: DictConfig, identity: RunIdentity) -> list[Any]:
     """Every logger whose ``enabled`` flag is set; Lightning loggers write on rank 0 only."""
     loggers = []
     for name, node in cfg.logger.items():
@@ -25,7 +41,7 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
         kwargs = OmegaConf.to_container(node, resolve=True)
         kwargs.pop("enabled")
         if name == "lancedb":
-            kwargs["run_info"] = {"experiment": cfg.experiment_name}
+            kwargs["run_info"] = run_info(cfg, identity)
         loggers.append(instantiate(kwargs))
     return loggers
 
@@ -85,11 +101,12 @@ def build_trainer(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> pl
 
         backend = "gloo" if cfg.trainer.accelerator == "cpu" else "nccl"
         strategy = DDPStrategy(process_group_backend=backend)
+    # from a plain container: `strategy` is typed str in the schema, and here it is a strategy object
     return instantiate(
-        cfg.trainer,
+        OmegaConf.to_container(cfg.trainer, resolve=True),
         strategy=strategy,
         plugins=plugins,
-        logger=build_loggers(cfg) or False,
+        logger=build_loggers(cfg, identity) or False,
         callbacks=build_callbacks(cfg, identity, ctx),
         default_root_dir=str(identity.run_dir),
         enable_progress_bar=cfg.trainer.enable_progress_bar and sys.stderr.isatty(),

@@ -123,10 +123,45 @@ class _ValidatingLauncher:
         self.python = python
         self.srun_args = list(srun_args) if srun_args else None
 
-    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
-        """Run one job on its node (every rank), with the configured umask."""
+    def __call__(
+        self, sweep_overrides: list[str], job_dir_key: str, job_num: int, job_id: str, singleton_state: dict
+    ) -> JobReturn:
+        """Run one job on its node (every rank), with the configured umask.
+
+        As the plugin's ``__call__``, except that ranks other than 0 write neither Hydra's config snapshot nor the job
+        log of rank 0: each keeps its own ``<job>.rank<k>.log`` in the run dir.
+        """
+        import submitit
+        from hydra.core.utils import run_job, setup_globals
+
         os.umask(int(self.umask, 8))
-        return super().__call__(*args, **kwargs)  # type: ignore[misc]
+        Singleton.set_state(singleton_state)
+        setup_globals()
+        env = submitit.JobEnvironment()
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, sweep_overrides)  # type: ignore[attr-defined]
+        with open_dict(cfg.hydra):
+            cfg.hydra.job.id = env.job_id
+            cfg.hydra.job.num = job_num
+            if env.global_rank != 0:
+                cfg.hydra.output_subdir = None
+                handlers = cfg.hydra.job_logging.get("handlers", {})
+                if "file" in handlers:
+                    name = f"${{hydra.job.name}}.rank{env.global_rank}.log"
+                    handlers.file.filename = f"${{hydra.runtime.output_dir}}/{name}"
+        return run_job(
+            hydra_context=self.hydra_context,  # type: ignore[attr-defined]
+            task_function=self.task_function,  # type: ignore[attr-defined]
+            config=cfg,
+            job_dir_key=job_dir_key,
+            job_subdir_key="hydra.sweep.subdir",
+        )
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """submitit's timeout signal (USR2, rank 0): write and consolidate a checkpoint, then requeue the same call."""
+        from rna_hpc.job.callbacks import checkpoint_now
+
+        checkpoint_now()
+        return super().checkpoint(*args, **kwargs)  # type: ignore[misc]
 
     def plan(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[ShapeGroup]:
         """Compose and check every job, group them by resource shape; raise ``SweepRejected`` on any problem."""
