@@ -1,6 +1,7 @@
 """Score a submission CSV against reference structures, next to the helix, secondary-structure and template baselines.
 
     python -m rna_hpc.evaluate predictions=submission.csv labels=<data>/val_labels.csv [templates_dir=<data>]
+        [lancedb_uri=<dir> run_id=<name>]
 
 Prints a per-target table (TM-score best of the samples, RMSD) and writes `evaluation.json` and `report.md`
 with its figures to `out_dir`.
@@ -18,6 +19,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from rna_hpc.checkpoint.io import atomic_write
 from rna_hpc.config import CONFIG_DIR
 from rna_hpc.errors import ConfigError, InputError, RnaHpcError
 from rna_hpc.evaluation.alignment import tm_score_aligned
@@ -25,7 +27,7 @@ from rna_hpc.evaluation.baselines import BASELINES, BaselineContext, baseline_sa
 from rna_hpc.evaluation.metrics import best_rmsd, best_tm, tm_score
 from rna_hpc.evaluation.report import format_table, plot_distance_maps, plot_tm, write_report
 from rna_hpc.evaluation.templates import TemplateIndex
-from rna_hpc.structure_io import atomic_write, read_coordinate_csv, read_sequences, read_submission
+from rna_hpc.structure_io import read_coordinate_csv, read_sequences, read_submission
 
 
 def load_references(labels_csv: str | Path) -> dict[str, tuple[str, np.ndarray]]:
@@ -106,8 +108,13 @@ def evaluate(
     templates_dir: str | Path | None = None,
     aligned_tm: bool = False,
     n_distance_maps: int = 3,
+    lancedb_uri: str | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Score every predicted target against its references; prints the table, writes evaluation.json and report.md."""
+    """Score every predicted target against its references; prints the table, writes evaluation.json and report.md.
+
+    With ``lancedb_uri``, one row per target (model TM-score and RMSD) is appended to its ``targets`` table.
+    """
     preds = read_submission(predictions_csv)
     refs = load_references(labels_csv)
     for tid, (seq, _) in preds.items():
@@ -139,7 +146,31 @@ def evaluate(
     figures = _figures(result, preds, refs, out, n_distance_maps)
     atomic_write(out / "evaluation.json", json.dumps(result, indent=2, allow_nan=True) + "\n")
     write_report(result, out, figures)
+    if lancedb_uri:
+        append_target_rows(lancedb_uri, run_id or str(predictions_csv), targets)
     return result
+
+
+def append_target_rows(uri: str, run_id: str, targets: list[dict[str, Any]]) -> None:
+    """One ``targets`` row per evaluated target (the model's scores) in the LanceDB at ``uri``."""
+    import time
+
+    from rna_hpc.loggers.lance import TARGETS, append_rows
+
+    now = time.time()
+    rows = [
+        {
+            "run_id": run_id,
+            "candidate": "model",
+            "target_id": t["target_id"],
+            "length": int(t["length"]),
+            "tm": float(t["model"]["tm"]),
+            "rmsd": float(t["model"]["rmsd"]),
+            "time": now,
+        }
+        for t in targets
+    ]
+    append_rows(uri, "targets", TARGETS, rows)
 
 
 def _required(cfg: DictConfig, keys: list[str]) -> None:
@@ -160,6 +191,8 @@ def main(cfg: DictConfig) -> float:
             templates_dir=cfg.templates_dir,
             aligned_tm=cfg.aligned_tm,
             n_distance_maps=cfg.n_distance_maps,
+            lancedb_uri=cfg.get("lancedb_uri"),
+            run_id=cfg.get("run_id"),
         )
     except RnaHpcError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -9,32 +9,15 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from rna_hpc.checkpoint.io import atomic_write
 from rna_hpc.errors import InputError
 
 MISSING = -1e18  # the Kaggle sentinel of an unresolved coordinate
 N_SUBMISSION_MODELS = 5
-
-
-def atomic_write(path: str | Path, data: str | bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder, fsync and `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _atom_line(serial: int, resname: str, resid: int, xyz: np.ndarray) -> str:

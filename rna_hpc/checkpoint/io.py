@@ -5,8 +5,8 @@ name with ``os.replace``, and the directory is fsynced. A reader, or a requeued 
 one, never a partial one. A writer killed mid-write leaves only its temp file; :func:`remove_stale_temps` cleans it.
 A checkpoint ``<name>.ckpt`` is complete once its sidecar ``<name>.ckpt.sha256`` (``sha256sum`` format) exists.
 
-``AtomicCheckpointIO`` (the Lightning plugin) lives in :mod:`rna_hpc.checkpoint.lightning_io` and is importable
-from here; it is loaded on first use so that this module stays free of Lightning.
+``AtomicCheckpointIO`` (the Lightning plugin) lives in :mod:`rna_hpc.checkpoint.lightning_io`, so that this module
+stays free of Lightning.
 """
 
 from __future__ import annotations
@@ -114,6 +114,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> str:
     with atomic_writer(path) as out:
         out.write(data)
     return out.sha256
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> str:
+    """Write ``data`` (UTF-8 text or bytes) to ``path`` atomically, creating its folder; return its sha256."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> str:
@@ -277,11 +283,3 @@ def _unpickling_reason(error: BaseException) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def __getattr__(name: str) -> Any:
-    if name == "AtomicCheckpointIO":
-        from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
-
-        return AtomicCheckpointIO
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

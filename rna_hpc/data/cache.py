@@ -21,6 +21,7 @@ from typing import Any
 import RNA
 import torch
 
+from rna_hpc.checkpoint.io import atomic_writer
 from rna_hpc.data.targets import VOCAB, DataWarning, enum_value
 
 FORMAT_VERSION = 1  # bump when the layout of the cached payload changes
@@ -78,30 +79,10 @@ def _relative(path: Path, root: Path | None) -> str:
 
 
 def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Call ``write(fh)`` on a temp file beside ``path``, fsync it, then os.replace it onto ``path``."""
+    """Call ``write(fh)`` on a temp file beside ``path``; it replaces ``path`` atomically when ``write`` returns."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; shared caches follow the umask
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_writer(path) as fh:
+        write(fh)
 
 
 class FeatureCache:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from rna_hpc.structure_io import atomic_write
+from rna_hpc.checkpoint.io import atomic_write
 
 MISSING = -1e18  # the Kaggle sentinel for an unresolved C1'
 

@@ -32,18 +32,10 @@ Baseline = Callable[[str, BaselineContext], np.ndarray]
 
 @lru_cache(maxsize=256)
 def _mfe_pairs(sequence: str) -> tuple[int, ...]:
-    """Partner index (or -1) of every residue in the ViennaRNA minimum free energy structure."""
-    import RNA
+    """Partner index (or -1) of every residue in the ViennaRNA minimum free energy structure (cached)."""
+    from rna_hpc.data.features import mfe_pairs
 
-    dot_bracket, _ = RNA.fold_compound(sequence.upper().replace("T", "U")).mfe()
-    pairs, stack = [-1] * len(sequence), []
-    for i, c in enumerate(dot_bracket):
-        if c == "(":
-            stack.append(i)
-        elif c == ")":
-            j = stack.pop()
-            pairs[i], pairs[j] = j, i
-    return tuple(pairs)
+    return tuple(mfe_pairs(sequence.upper().replace("T", "U")).tolist())
 
 
 def helix_baseline(sequence: str, context: BaselineContext) -> np.ndarray:

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rna_hpc.structure_io import atomic_write  # noqa: E402
+from rna_hpc.checkpoint.io import atomic_write  # noqa: E402
 
 
 def _fmt(value: float, digits: int) -> str:
