@@ -1,4 +1,9 @@
-"""Progress for Slurm log files: plain periodic lines (step, loss, samples/s, ETA) instead of carriage returns."""
+"""Progress for Slurm log files: plain periodic lines (step, loss, samples/s, ETA) instead of carriage returns.
+
+Lightning's progress bar redraws one line with carriage returns, which turns a log file into one huge line; when
+stderr is not a terminal the trainer uses this callback instead. After each validation it adds one line with the
+validation metrics.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,11 @@ log = logging.getLogger("rna_hpc.progress")
 def _eta(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _scalar(value: object) -> bool:
+    numel = getattr(value, "numel", None)
+    return numel is None or numel() == 1
 
 
 class PlainProgress(Callback):
@@ -48,3 +58,11 @@ class PlainProgress(Callback):
             self._samples / max(elapsed, 1e-9),
             _eta(eta),
         )
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and _scalar(v)}
+        text = " ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())) or "no metrics"
+        elapsed = time.monotonic() - self._t0 if self._t0 else 0.0
+        log.info("epoch %d validation: %s (elapsed %s)", trainer.current_epoch, text, _eta(elapsed))

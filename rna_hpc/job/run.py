@@ -61,10 +61,10 @@ def resume_point(cfg: DictConfig, identity: RunIdentity) -> str | None:
         return None
     from rna_hpc.checkpoint.io import safe_torch_load
 
-    saved = safe_torch_load(ckpt).get("rna_hpc", {})
+    checkpoint = safe_torch_load(ckpt)
     current = {"model": OmegaConf.to_container(cfg.model, resolve=True), "lora": OmegaConf.to_container(cfg.lora)}
-    check_config_compatible(saved, current, cfg.resume)
-    log.info("resuming from %s", ckpt)
+    check_config_compatible(checkpoint.get("rna_hpc", {}), current, cfg.resume)
+    log.info("resuming from %s (step %s)", ckpt, checkpoint.get("global_step"))
     return str(ckpt)
 
 
@@ -102,6 +102,7 @@ def record_failure(err: BaseException, identity: RunIdentity, ctx: JobContext) -
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     try:
+        identity.shared_dir.mkdir(parents=True, exist_ok=True)  # a job can fail before its first consolidation
         atomic_write_json(identity.shared_dir / "error.json", redact(record))
     except OSError as write_err:  # never hide the original error behind a reporting problem
         log.error("could not record the failure in %s: %s", identity.shared_dir, write_err)

@@ -43,6 +43,8 @@ class RnaHpcLocalQueueConf(LocalQueueConf):
 
     _target_: str = "hydra_plugins.rna_hpc_launcher.launchers.RnaHpcLocalLauncher"
     umask: str = "022"
+    dry_run: bool = False  # validate and print the plan; start nothing
+    detach: bool = False  # start the jobs, write the sweep record and return at once
 
 
 class UnsetEnvironmentVariable(InterpolationResolutionError, CompactHydraException):

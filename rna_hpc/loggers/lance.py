@@ -51,13 +51,15 @@ def append_rows(uri: str, table: str, schema: pa.Schema, rows: list[dict[str, An
 
     db = lancedb.connect(uri)
     data = pa.Table.from_pylist(rows, schema=schema)
-    if table in db.table_names():
-        db.open_table(table).add(data)
-    else:
+    try:
+        handle = db.open_table(table)
+    except ValueError:  # not there yet
         try:
             db.create_table(table, data=data)
-        except (ValueError, OSError):  # another job created it first
-            db.open_table(table).add(data)
+            return
+        except ValueError:  # another job created it in the meantime
+            handle = db.open_table(table)
+    handle.add(data)
 
 
 class LanceDBLogger(Logger):

@@ -1,0 +1,51 @@
+"""Lightning's MLflow logger made fit for sweeps on shared storage.
+
+MLflow 3 refuses its file store (``file:<dir>``) unless ``MLFLOW_ALLOW_FILE_STORE`` is set; a file store on
+shared storage needs no server, so this logger sets it for ``file:`` URIs. Jobs of one sweep start together and
+race to create the experiment: the loser finds the winner's experiment instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pytorch_lightning.loggers import MLFlowLogger as _LightningMLFlowLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
+
+FILE_STORE_OPT_IN = "MLFLOW_ALLOW_FILE_STORE"
+
+
+def allow_file_store(tracking_uri: str | None) -> None:
+    """Opt in to MLflow's file store when the tracking URI is a local path (never for a server)."""
+    if tracking_uri and (tracking_uri.startswith("file:") or "://" not in tracking_uri):
+        os.environ.setdefault(FILE_STORE_OPT_IN, "true")
+
+
+def ensure_experiment(client: Any, name: str, artifact_location: str | None = None) -> str:
+    """The id of experiment ``name``, created when missing; a concurrent creation by another job is tolerated."""
+    found = client.get_experiment_by_name(name)
+    if found is not None and found.lifecycle_stage != "deleted":
+        return found.experiment_id
+    try:
+        return client.create_experiment(name=name, artifact_location=artifact_location)
+    except Exception:  # another job created it between the lookup and the creation
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+class MLFlowLogger(_LightningMLFlowLogger):
+    """``pytorch_lightning.loggers.MLFlowLogger`` with the file-store opt-in and race-free experiment creation."""
+
+    def __init__(self, *args: Any, tracking_uri: str | None = None, **kwargs: Any) -> None:
+        allow_file_store(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "file:")
+        super().__init__(*args, tracking_uri=tracking_uri, **kwargs)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        if not self._initialized and self._experiment_id is None and self._run_id is None:
+            self._experiment_id = ensure_experiment(self._mlflow_client, self._experiment_name, self._artifact_location)
+        return super().experiment
