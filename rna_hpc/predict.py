@@ -1,8 +1,9 @@
 """``python -m rna_hpc.predict ckpt=<path> input=<fasta or csv>``: PDB files and a Kaggle-layout submission.
 
-Each target gets ``n_predictions`` structures ranked by a confidence score (agreement between the candidates: the
-model's diffusion samples, the secondary-structure prior, templates when ``templates_dir`` is set), written as one PDB
-file per target (one MODEL per structure) and as ``submission.csv`` (ID,resname,resid,x_1,...,z_5).
+Each target gets ``n_predictions`` diverse structures ranked by confidence (agreement between candidates of the
+sources in ``candidates``: the model's diffusion samples, the secondary-structure prior, templates from the train split
+of ``templates_dir``; see `rna_hpc.model.candidates` and `rna_hpc.evaluation.ranking`), written as one PDB file per
+target (one MODEL per structure) and as ``submission.csv`` (ID,resname,resid,x_1,...,z_5).
 """
 
 from __future__ import annotations
@@ -19,24 +20,38 @@ from rna_hpc.errors import ConfigError
 
 register_configs()
 log = logging.getLogger(__name__)
-CANDIDATES = ("model", "ss_model", "helix", "template")
 
 
 def check_predict_config(cfg: DictConfig) -> None:
+    from rna_hpc.model.candidates import NEEDS_TEMPLATES, SOURCES
+
     problems = []
     if not Path(cfg.ckpt).is_file():
         problems.append(f"ckpt: no such checkpoint: {cfg.ckpt}")
     if not Path(cfg.input).is_file():
         problems.append(f"input: no such file: {cfg.input}")
-    unknown = [c for c in cfg.candidates if c not in CANDIDATES]
+    unknown = [c for c in cfg.candidates if c not in SOURCES]
     if unknown or not cfg.candidates:
-        problems.append(f"candidates: {unknown or '[]'} not in {list(CANDIDATES)}")
-    if "template" in cfg.candidates and not cfg.templates_dir:
-        problems.append("templates_dir: required when candidates include 'template'")
+        problems.append(f"candidates: {unknown or '[]'} not in {list(SOURCES)}")
+    needs = [c for c in cfg.candidates if c in NEEDS_TEMPLATES]
+    if needs and not cfg.templates_dir:
+        problems.append(f"templates_dir: required when candidates include {', '.join(needs)}")
+    if cfg.templates_dir and not Path(cfg.templates_dir, "train_labels.csv").is_file():
+        problems.append(f"templates_dir: no train_labels.csv in {cfg.templates_dir}")
     if cfg.n_predictions < 1:
         problems.append("n_predictions: must be >= 1")
     if problems:
         raise ConfigError(problems)
+
+
+def load_template_prior(templates_dir: str | None):  # noqa: ANN201 - TemplatePrior | None
+    """Every chain of the folder's train split may serve as a template (nothing is excluded at predict time)."""
+    if not templates_dir:
+        return None
+    from rna_hpc.evaluate import load_templates
+    from rna_hpc.model.template_prior import TemplatePrior
+
+    return TemplatePrior(load_templates(templates_dir), exclude_self=False)
 
 
 def predict(cfg: DictConfig) -> Path:
@@ -49,50 +64,32 @@ def predict(cfg: DictConfig) -> Path:
     from rna_hpc.data.fasta import read_predict_sequences
     from rna_hpc.evaluation.ranking import rank_candidates
     from rna_hpc.model.build import build_module_from_checkpoint
+    from rna_hpc.model.candidates import batch_sequences, candidate_pools
     from rna_hpc.structure_io import write_pdb, write_submission
 
-    out_dir = Path(cfg.out_dir)
+    out_dir, n = Path(cfg.out_dir), int(cfg.n_predictions)
     sequences = read_predict_sequences(
         cfg.input, cfg.data.max_predict_length, cfg.data.crop_long_predict, cfg.data.unknown_nucleotide
     )
     module = build_module_from_checkpoint(cfg.ckpt)
+    templates = load_template_prior(cfg.templates_dir)
+    module.net.attach_templates(templates)
     data_fields = {k: v for k, v in cfg.data.items() if k != "_target_"}
     items = RNADataModule(seed=cfg.seed, **data_fields).predict_samples(sequences)
-    extra = _extra_candidates(cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
     entries = []
     for start in range(0, len(items), cfg.batch_size):
         batch = collate(items[start : start + cfg.batch_size])
-        samples = module.predict_coords(batch, n_samples=cfg.n_predictions, generator=generator).numpy()
-        for b, tid in enumerate(batch["target_id"]):
-            seq = dict(sequences)[tid]
-            n = len(seq)
-            cands = [s[:n] for s in samples[b]] if "model" in cfg.candidates else []
-            names = [f"model_{k}" for k in range(len(cands))]
-            for name, fn in extra:
-                cands.append(fn(seq))
-                names.append(name)
-            best, best_names, scores = rank_candidates(np.stack(cands), names, cfg.n_predictions)
-            best = _pad_to(best, cfg.n_predictions)
-            write_pdb(out_dir / "pdb" / f"{tid}.pdb", tid, seq, best)
-            entries.append((tid, seq, best))
-            log.info("%s: %s (confidence %s)", tid, ", ".join(best_names), np.round(scores, 3).tolist())
+        pools = candidate_pools(module, batch, list(cfg.candidates), n, templates, generator, cfg.seed)
+        for tid, seq, pool in zip(batch["target_id"], batch_sequences(batch), pools, strict=True):
+            ranked = rank_candidates(np.stack(pool.coords), pool.names, n, pool.sources)
+            models = _pad_to(ranked.coords, n)
+            write_pdb(out_dir / "pdb" / f"{tid}.pdb", tid, seq, models)
+            entries.append((tid, seq, models))
+            log.info("%s: %s (confidence %s)", tid, ", ".join(ranked.names), np.round(ranked.scores, 3).tolist())
     submission = out_dir / "submission.csv"
     write_submission(submission, entries)
     return submission
-
-
-def _extra_candidates(cfg: DictConfig) -> list:
-    """Non-learned candidates as ``(name, fn(sequence) -> [L, 3])``."""
-    from rna_hpc.evaluation.baselines import BaselineContext, helix_baseline, ss_baseline, template_baseline
-
-    context = BaselineContext()
-    if "template" in cfg.candidates:
-        from rna_hpc.evaluate import load_templates
-
-        context = BaselineContext(templates=load_templates(cfg.templates_dir))
-    table = {"ss_model": ss_baseline, "helix": helix_baseline, "template": template_baseline}
-    return [(name, lambda s, fn=table[name]: fn(s, context)) for name in cfg.candidates if name in table]
 
 
 def _pad_to(models, n: int):  # noqa: ANN001, ANN202

@@ -148,10 +148,11 @@ class StagedOptunaSweeperImpl(Sweeper):
             overrides = merge_overrides(search.fixed, search.refit.overrides)
             lines.append(budget_mod.budget_line("refit", search.refit.n_seeds, overrides, self.config, seconds, res))
         log.info(budget_mod.format_budget(lines, res))
-        max_gpu = self.s.get("max_gpu_hours")
-        budget_mod.check_budget(
-            lines, None if max_gpu is None else float(max_gpu), bool(self.s.get("allow_over_budget"))
-        )
+        max_gpu, allow = self.s.get("max_gpu_hours"), bool(self.s.get("allow_over_budget"))
+        keys = budget_mod.SWEEPER_KEYS
+        if OmegaConf.select(self.config, "hpo.max_gpu_hours", default=None) is not None:
+            keys = ("hpo.max_gpu_hours", "hpo.allow_over_budget")  # the search config's own names for them
+        budget_mod.check_budget(lines, None if max_gpu is None else float(max_gpu), allow, keys)
 
     def _validate_compositions(self, search: Search) -> None:
         """Compose one trial config per stage (and the refit) before any job starts: typos fail here."""

@@ -2,11 +2,15 @@
 
 Consolidation is idempotent: a file whose copy already has the same sha256 is not touched (not even its mtime),
 and the manifest is rewritten only when its content changes. A consolidation killed mid-copy leaves no partial
-file under a final name (only a temp file, removed by the next call), and the next call completes it.
+file under a final name (only a temp file, removed by the next call), and the next call completes it. Text files
+(configs, logs, metrics) are copied with credentials masked (``rna_hpc.checkpoint.scrub``); the manifest records
+the sha256 of what is on shared storage.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -16,12 +20,14 @@ from typing import Any
 from rna_hpc.checkpoint.io import (
     TEMP_NAME,
     atomic_copy,
+    atomic_writer,
     remove_file,
     remove_stale_temps,
     secure_mkdir,
     sha256_file,
 )
 from rna_hpc.checkpoint.manifest import MANIFEST_NAME, is_safe_relpath, read_manifest, write_manifest
+from rna_hpc.checkpoint.scrub import is_text_artifact, scrub_bytes, scrub_values, secret_values
 from rna_hpc.errors import InputError
 
 DEFAULT_INCLUDE = ("ckpt/*.ckpt", "ckpt/*.ckpt.sha256", "**/metrics.csv")
@@ -50,13 +56,18 @@ def _relpath(path: Path, run_dir: Path) -> str:
     return rel
 
 
-def _copy_if_changed(src: Path, dst: Path) -> dict[str, Any]:
-    """Copy ``src`` over ``dst`` unless ``dst`` already holds the same bytes; return ``{sha256, size}``."""
-    if dst.is_file() and src.is_file() and dst.stat().st_size == src.stat().st_size:
-        digest = sha256_file(src)
-        if sha256_file(dst) == digest:
-            return {"sha256": digest, "size": dst.stat().st_size}
+def _copy_if_changed(src: Path, dst: Path, secrets: list[str]) -> dict[str, Any]:
+    """Copy ``src`` over ``dst`` unless ``dst`` already holds the same bytes; return ``{sha256, size}``.
+
+    A text artifact is copied with its credentials masked, so ``dst`` holds the masked bytes.
+    """
     try:
+        if is_text_artifact(src):
+            return _write_scrubbed(src, dst, secrets)
+        if dst.is_file() and src.is_file() and dst.stat().st_size == src.stat().st_size:
+            digest = sha256_file(src)
+            if sha256_file(dst) == digest:
+                return {"sha256": digest, "size": dst.stat().st_size}
         digest = atomic_copy(src, dst)
     except FileNotFoundError:
         if not src.exists():
@@ -65,8 +76,33 @@ def _copy_if_changed(src: Path, dst: Path) -> dict[str, Any]:
     return {"sha256": digest, "size": dst.stat().st_size}
 
 
+def _write_scrubbed(src: Path, dst: Path, secrets: list[str]) -> dict[str, Any]:
+    data = scrub_bytes(src.read_bytes(), secrets)
+    digest = hashlib.sha256(data).hexdigest()
+    if not (dst.is_file() and dst.stat().st_size == len(data) and sha256_file(dst) == digest):
+        with atomic_writer(dst, verify=True, mtime_ns=src.stat().st_mtime_ns) as out:
+            out.write(data)
+    return {"sha256": digest, "size": len(data)}
+
+
 def _normalized(manifest: Mapping[str, Any]) -> Any:
     return json.loads(json.dumps(manifest, sort_keys=True, default=str))
+
+
+def _kept_from_earlier(shared_dir: Path, entries: Mapping[str, Any], prune: tuple[str, ...]) -> dict[str, Any]:
+    """Entries of the previous manifest to list again: not to be pruned, safe, and their file still has its size."""
+    kept = {}
+    for rel, entry in entries.items():
+        if _matches(rel, prune) or not is_safe_relpath(rel) or not isinstance(entry, Mapping):
+            continue
+        path = shared_dir / rel
+        if path.is_file() and path.stat().st_size == entry.get("size"):
+            kept[rel] = dict(entry)
+    return kept
+
+
+def _matches(rel: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(rel, pattern) for pattern in patterns)
 
 
 def consolidate(
@@ -76,30 +112,33 @@ def consolidate(
     files: Iterable[str | Path],
     manifest_fields: Mapping[str, Any],
     umask: int = 0o022,
-    prune: bool = False,
+    prune: Iterable[str] = (),
 ) -> Path:
     """Copy ``files`` (paths under ``run_dir``) to the same relative paths under ``shared_dir``; return the manifest.
 
-    The manifest is ``manifest_fields`` plus ``artifacts``, written after every copy. ``prune`` then removes
-    the files of the previous manifest that this one no longer lists (old periodic checkpoints).
+    The manifest is ``manifest_fields`` plus ``artifacts``, written after every copy. A file the previous manifest
+    listed that is not copied now is removed when it matches a ``prune`` glob (old periodic checkpoints), and
+    otherwise kept and listed (what an earlier attempt consolidated before its scratch dir was wiped).
     """
-    run_dir, shared_dir = Path(run_dir), Path(shared_dir)
+    run_dir, shared_dir, prune = Path(run_dir), Path(shared_dir), tuple(prune)
     relpaths = sorted({_relpath(Path(f), run_dir) for f in files})
     secure_mkdir(shared_dir, umask)
     for directory, _, _ in os.walk(shared_dir):
         remove_stale_temps(directory)
     previous = read_manifest(shared_dir)
-    artifacts: dict[str, dict[str, Any]] = {}
+    earlier = previous.get("artifacts") if previous else None
+    earlier = {k: v for k, v in earlier.items() if k not in relpaths} if isinstance(earlier, Mapping) else {}
+    artifacts: dict[str, dict[str, Any]] = _kept_from_earlier(shared_dir, earlier, prune)
+    secrets = secret_values()
     for rel in relpaths:
         dst = shared_dir / rel
         if not dst.parent.is_dir():
             secure_mkdir(dst.parent, umask)
-        artifacts[rel] = _copy_if_changed(run_dir / rel, dst)
-    manifest = {**manifest_fields, "artifacts": artifacts}
+        artifacts[rel] = _copy_if_changed(run_dir / rel, dst, secrets)
+    manifest = scrub_values({**manifest_fields, "artifacts": dict(sorted(artifacts.items()))}, secrets)
     if previous is None or _normalized(previous) != _normalized(manifest):
         write_manifest(shared_dir, manifest)
-    if prune and previous and isinstance(previous.get("artifacts"), Mapping):
-        for rel in set(previous["artifacts"]) - set(artifacts):
-            if is_safe_relpath(rel):
-                remove_file(shared_dir / rel)
+    for rel in earlier:
+        if _matches(rel, prune) and is_safe_relpath(rel):
+            remove_file(shared_dir / rel)
     return shared_dir / MANIFEST_NAME

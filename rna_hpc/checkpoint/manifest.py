@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from rna_hpc.checkpoint.io import atomic_write_json, sha256_file
+from rna_hpc.checkpoint.scrub import scrub_values
 from rna_hpc.launch.env import JobContext
 from rna_hpc.redact import redact
 
@@ -137,9 +138,9 @@ def build_manifest(
 
 
 def write_manifest(directory: str | Path, manifest: Mapping[str, Any]) -> Path:
-    """Write ``<directory>/manifest.json`` atomically (callers write it after every artifact)."""
+    """Write ``<directory>/manifest.json`` atomically, secret values masked (callers write it after every artifact)."""
     path = Path(directory) / MANIFEST_NAME
-    atomic_write_json(path, manifest)
+    atomic_write_json(path, scrub_values(dict(manifest)))
     return path
 
 

@@ -2,7 +2,11 @@
 
 ``prepare_data`` (local rank 0) builds the feature cache; ``setup`` (every rank) loads it. Both loaders use the
 ``LengthBucketSampler`` with the trainer's rank and world size, so Lightning must not inject its own distributed
-sampler (``Trainer(use_distributed_sampler=False)``).
+sampler (``Trainer(use_distributed_sampler=False)``). The training loader is a ``ResumableDataLoader``: its position
+in the epoch is saved in checkpoints (``state_dict``), and a run resumed mid-epoch goes on with the next batch. The
+datamodule carries that position too, because Lightning hands a saved position to the loader only when it builds
+the loader after restoring, not when ``configure_optimizers`` asks for ``estimated_stepping_batches`` first. Neither
+loader draws from the global torch RNG.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import dataclasses
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
@@ -20,7 +25,7 @@ from rna_hpc.data.dataset import RNADataset, collate, make_item
 from rna_hpc.data.fasta import check_predict_length
 from rna_hpc.data.features import featurize_all
 from rna_hpc.data.prepare import PreparedData, load_or_build, prepare
-from rna_hpc.data.sampler import LengthBucketSampler
+from rna_hpc.data.sampler import LengthBucketSampler, ResumableDataLoader, training_position
 from rna_hpc.data.splits import subsample
 from rna_hpc.data.targets import normalize_sequence
 from rna_hpc.errors import ConfigError
@@ -56,6 +61,8 @@ class RNADataModule(pl.LightningDataModule):
         self.cfg = data_config(featurizer, synthetic, **fields)
         self.seed = int(seed)
         self.data: PreparedData | None = None
+        self._train_loader: ResumableDataLoader | None = None
+        self._resume_position: dict[str, Any] | None = None  # from a checkpoint, for the next train loader
 
     def prepare_data(self) -> None:
         load_or_build(self.cfg)
@@ -64,6 +71,13 @@ class RNADataModule(pl.LightningDataModule):
         if self.data is None:
             self.data = prepare(self.cfg, self.seed)
             rank_zero_info(self.data.report.format())
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's position in its epoch (saved in every checkpoint)."""
+        return {"train_position": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_position = state_dict.get("train_position")
 
     def _world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -75,9 +89,9 @@ class RNADataModule(pl.LightningDataModule):
         assert self.data is not None
         return self.data
 
-    def _loader(self, dataset: RNADataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _sampler(self, dataset: RNADataset, batch_size: int, shuffle: bool) -> LengthBucketSampler:
         world, rank = self._world()
-        sampler = LengthBucketSampler(
+        return LengthBucketSampler(
             dataset.lengths,
             batch_size,
             shuffle=shuffle,
@@ -86,22 +100,36 @@ class RNADataModule(pl.LightningDataModule):
             rank=rank,
             bucket_by_length=bool(self.cfg.bucket_by_length),
         )
+
+    def _loader_kwargs(self) -> dict[str, Any]:
         workers = int(self.cfg.num_workers)
-        return DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers, persistent_workers=workers > 0
-        )
+        return {"collate_fn": collate, "num_workers": workers, "persistent_workers": workers > 0}
+
+    def _train_progress(self) -> tuple[int, float]:
+        """(batches of this epoch done, batches per epoch, ``limit_train_batches`` included) as the trainer counts."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, float("inf")
+        return training_position(trainer)[0], trainer.num_training_batches
 
     def train_samples(self) -> list[dict[str, Any]]:
         """The training targets, subsampled to ``data.fraction`` (deterministic in the seed)."""
         return subsample(self._prepared().train, float(self.cfg.fraction), self.seed)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableDataLoader:
         dataset = RNADataset(self.train_samples(), True, self.cfg.max_length)
-        return self._loader(dataset, int(self.cfg.batch_size), shuffle=True)
+        sampler = self._sampler(dataset, int(self.cfg.batch_size), shuffle=True)
+        loader = ResumableDataLoader(dataset, sampler, progress=self._train_progress, **self._loader_kwargs())
+        if self._resume_position is not None:
+            loader.load_state_dict(self._resume_position)
+        self._train_loader = loader
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         dataset = RNADataset(self._prepared().val, False, self.cfg.max_length, self.cfg.val_max_length)
-        return self._loader(dataset, int(self.cfg.val_batch_size), shuffle=False)
+        sampler = self._sampler(dataset, int(self.cfg.val_batch_size), shuffle=False)
+        generator = torch.Generator().manual_seed(self.seed)  # worker seeds without drawing from the global RNG
+        return DataLoader(dataset, batch_sampler=sampler, generator=generator, **self._loader_kwargs())
 
     def predict_samples(self, sequences: list[tuple[str, str]]) -> list[dict[str, Any]]:
         """Unpadded items (no coordinates) for (target_id, sequence) pairs; ``collate`` batches them."""

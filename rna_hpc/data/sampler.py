@@ -5,20 +5,26 @@ similar length, cut into batches, grouped into steps of ``num_replicas`` neighbo
 Rank r takes batch r of every step, so all ranks run the same number of steps on distinct samples of similar
 length. When the batch count does not divide evenly, the largest batches are split (no duplicates); only with
 fewer samples than ranks are batches repeated.
+
+``ResumableDataLoader`` saves the position within the epoch in Lightning's checkpoints: a run resumed mid-epoch goes
+on with the next batch of the same epoch order, as if it had never stopped.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Sampler
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rna_hpc.errors import ConfigError
 
 MEGABATCH_STEPS = 16  # a megabatch is this many steps of batches; larger = less padding, less randomness
+log = logging.getLogger(__name__)
 
 
 class LengthBucketSampler(Sampler[list[int]]):
@@ -50,6 +56,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         self.drop_last = bool(drop_last)
         self.bucket_by_length = bool(bucket_by_length)
         self.epoch = 0
+        self.start_batch = 0  # batches of this epoch to skip on the next iteration (a resumed epoch)
 
     @property
     def sampler(self) -> LengthBucketSampler:
@@ -57,14 +64,34 @@ class LengthBucketSampler(Sampler[list[int]]):
         return self
 
     def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this at every epoch start; another epoch than the resumed one starts at its first batch."""
+        if int(epoch) != self.epoch:
+            self.start_batch = 0
         self.epoch = int(epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "seed": self.seed, "num_replicas": self.num_replicas}
+        return {
+            "epoch": self.epoch,
+            "start_batch": self.start_batch,
+            "seed": self.seed,
+            "num_replicas": self.num_replicas,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue at ``state``'s epoch and batch; a position saved with another world size restarts the epoch."""
         self.epoch = int(state["epoch"])
         self.seed = int(state.get("seed", self.seed))
+        start = int(state.get("start_batch", 0))
+        replicas = int(state.get("num_replicas", self.num_replicas))
+        if start and replicas != self.num_replicas:
+            log.warning(
+                "epoch %d restarts from its first batch: it was cut for %d ranks, this run has %d",
+                self.epoch,
+                replicas,
+                self.num_replicas,
+            )
+            start = 0
+        self.start_batch = start
 
     def __len__(self) -> int:
         n, bs, r = len(self.lengths), self.batch_size, self.num_replicas
@@ -110,5 +137,63 @@ class LengthBucketSampler(Sampler[list[int]]):
         return steps
 
     def __iter__(self) -> Iterator[list[int]]:
-        for step in self.steps():
-            yield step[self.rank].tolist()
+        """This rank's batches of the epoch, after the ``start_batch`` already consumed (skipped once)."""
+        start, self.start_batch = self.start_batch, 0
+        return iter([step[self.rank].tolist() for step in self.steps()[start:]])
+
+
+def training_position(trainer: Any) -> tuple[int, bool]:
+    """``(batches of the epoch done, a batch is in flight)`` as a fit restored from a checkpoint taken now sees them.
+
+    Lightning's rule: a checkpoint taken in ``on_train_batch_end`` counts that batch as done; one taken mid-step (by
+    a signal handler) does not, and the restored loop runs that batch again.
+    """
+    p = trainer.fit_loop.epoch_loop.batch_progress.current
+    at_batch_end = p.ready == p.started == p.processed == p.completed + 1
+    return p.completed + int(at_batch_end), p.ready > p.processed
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed for one epoch of one run."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a :class:`LengthBucketSampler` whose position in the epoch is saved in checkpoints.
+
+    Lightning stores ``state_dict()`` with its fit loop and calls ``load_state_dict()`` before iterating again, so a
+    resumed run goes on with the batch the restored loop expects next. ``progress()`` gives ``(batches done,
+    batches per epoch)`` as the trainer counts them (a batch interrupted mid-step is not done; ``limit_train_batches``
+    bounds an epoch); without it, the batches handed out so far count as done. A position at the end of an epoch is
+    saved as the start of the next. Iterating never draws from the global torch RNG (the worker seed comes from the
+    loader's own generator, seeded per epoch), so a resumed run draws the same random numbers.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_sampler: LengthBucketSampler,
+        progress: Callable[[], tuple[int, float]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(dataset, batch_sampler=batch_sampler, generator=torch.Generator(), **kwargs)
+        self.progress = progress
+        self.handed_out = 0  # batches of the current epoch handed out so far (a resumed epoch counts the skipped ones)
+
+    def __iter__(self) -> Iterator[Any]:
+        sampler = self.batch_sampler
+        self.generator.manual_seed(epoch_seed(sampler.seed, sampler.epoch))
+        self.handed_out = sampler.start_batch
+        for batch in super().__iter__():
+            self.handed_out += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        state = self.batch_sampler.state_dict()
+        done, total = self.progress() if self.progress is not None else (self.handed_out, len(self))
+        if done >= total:  # the epoch is over: the next batch is the first of the next epoch
+            return {**state, "epoch": state["epoch"] + 1, "start_batch": 0}
+        return {**state, "start_batch": int(done)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.batch_sampler.load_state_dict(state)

@@ -99,8 +99,12 @@ def report_and_should_prune(trial_cfg: Any, step: int, value: float) -> bool:
 
 def _hydra_output_dir() -> str | None:
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
-    return str(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+    if not HydraConfig.initialized():
+        return None
+    run_dir = OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None, throw_on_missing=False)
+    return None if run_dir is None else str(run_dir)
 
 
 def _make_callback_class() -> type:

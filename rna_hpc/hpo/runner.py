@@ -2,25 +2,33 @@
 
 Hydra's ``Launcher.launch(batch)`` returns when the whole batch is done, so a batch is only as fast as its slowest
 trial. Here every trial is its own ``launch([overrides], initial_job_idx=job_num)`` call (one job; on Slurm a
-one-element array) made from a pool of ``n_jobs`` threads, and the sweeper asks the study for a new trial whenever
-one finishes (asynchronous ask/tell against the shared storage). Only the calling thread touches the study.
+one-element array), and the sweeper asks the study for a new trial whenever one finishes (asynchronous ask/tell
+against the shared storage). Only the sweeper's process touches the study.
+
+Each slot is a worker process forked from the sweeper: a launcher composes and validates a job's config through
+Hydra's process-global state (``HydraConfig``, the singletons it pickles into the job), so concurrent ``launch``
+calls must not share one process. A worker returns only the trial's :class:`Outcome`.
 
 The basic launcher runs the task inside the sweeper's process, where Hydra's job state (``HydraConfig``, logging,
-working directory) is process-global: its trials run one at a time in the calling thread.
+working directory) is process-global: its trials run one at a time in the calling process.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
 from rna_hpc.hpo.errors import SweepError
 
 log = logging.getLogger(__name__)
+
+_worker_launcher: Any = None  # the launcher a slot worker inherited from the sweeper (set by _init_worker)
 
 
 def runs_in_process(launcher: Any) -> bool:
@@ -29,31 +37,60 @@ def runs_in_process(launcher: Any) -> bool:
     return isinstance(launcher, BasicLauncher)
 
 
+def launch_trial(launcher: Any, overrides: list[str], job_num: int) -> Outcome:
+    """Launch one trial job and wait for it; a launcher error is this trial's failure, not the sweep's."""
+    try:
+        ret = launcher.launch([list(overrides)], initial_job_idx=job_num)
+    except Exception as e:
+        return outcome_of(e)
+    if not ret:
+        return Outcome("FAIL", reason="launcher: returned no result (dry run?)")
+    return outcome_of(ret[0])
+
+
+def _init_worker(launcher: Any) -> None:
+    global _worker_launcher
+    _worker_launcher = launcher
+
+
+def _launch_in_worker(overrides: list[str], job_num: int) -> Outcome:
+    return launch_trial(_worker_launcher, overrides, job_num)
+
+
 class TrialSlots:
-    """Runs single-job launches, ``n_jobs`` at a time (one at a time, inline, for in-process launchers)."""
+    """Runs single-job launches, ``n_jobs`` at a time in forked workers (one at a time, inline, in-process)."""
 
     def __init__(self, launcher: Any, n_jobs: int) -> None:
         self.launcher = launcher
         self.inline = runs_in_process(launcher)
         self.size = 1 if self.inline else max(1, int(n_jobs))
-        self._pool = None if self.inline else ThreadPoolExecutor(self.size, thread_name_prefix="trial-slot")
+        self._pool: ProcessPoolExecutor | None = None
 
-    def launch_one(self, overrides: list[str], job_num: int) -> Any:
-        return self.launcher.launch([list(overrides)], initial_job_idx=job_num)[0]
+    def _workers(self) -> ProcessPoolExecutor:
+        """The worker pool, forked on first use (it inherits the launcher, its Hydra context and config)."""
+        if self._pool is None:
+            ctx = multiprocessing.get_context("fork")
+            self._pool = ProcessPoolExecutor(
+                self.size, mp_context=ctx, initializer=_init_worker, initargs=(self.launcher,)
+            )
+        return self._pool
 
     def submit(self, overrides: list[str], job_num: int) -> Future:
-        if self._pool is not None:
-            return self._pool.submit(self.launch_one, overrides, job_num)
+        """A future of the trial's :class:`Outcome`."""
+        if not self.inline:
+            try:
+                return self._workers().submit(_launch_in_worker, list(overrides), job_num)
+            except BrokenProcessPool:  # a worker died (its trials failed): fork a fresh pool for the next ones
+                self._pool = None
+                return self._workers().submit(_launch_in_worker, list(overrides), job_num)
         future: Future = Future()
-        try:
-            future.set_result(self.launch_one(overrides, job_num))
-        except Exception as e:  # a launcher error is this trial's failure, not the sweep's
-            future.set_exception(e)
+        future.set_result(launch_trial(self.launcher, overrides, job_num))
         return future
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 @dataclass
@@ -65,10 +102,10 @@ class Outcome:
 
 
 def job_outcome(future: Future) -> Outcome:
-    """What a finished launch says about its trial (the study may already hold PRUNED: see ``finish_trial``)."""
+    """What a finished slot says about its trial (the study may already hold PRUNED: see ``finish_trial``)."""
     try:
-        return outcome_of(future.result())
-    except Exception as e:
+        return future.result()
+    except Exception as e:  # the worker process died (BrokenProcessPool) or its result did not come back
         return outcome_of(e)
 
 

@@ -1,16 +1,15 @@
 """Lightning callbacks of a job's lifecycle: periodic checkpoints, consolidation, preemption and timeout saves.
 
 - ``PeriodicCheckpoint(dirpath, every_n_steps, every_minutes)``: ``step-<N>.ckpt`` plus ``last.ckpt`` (a hard link),
-  each with its sha256 sidecar, keeping the newest ``keep`` step files.
+  each with its sha256 sidecar, keeping the newest ``keep`` step files; the final state is saved at train end.
 - ``ConsolidateCallback(identity, every_checkpoint, manifest_fields)``: on rank 0, copies the run's artifacts to
   shared storage after checkpoint saves (when ``every_checkpoint``), after urgent saves, and at fit end.
 - ``GracefulPreemption()``: on SIGTERM (preemption, ``scontrol requeue``) saves and consolidates at the next step
   boundary and lets training go on until Slurm's SIGKILL. It replaces Lightning's own SIGTERM handler during the
   fit (which would end the fit and let the task return a partial result) and chains the handler found at setup.
+- ``RandomState()``: keeps the global random states in every checkpoint and restores them when a fit resumes.
 - :func:`checkpoint_now`: for the launcher's ``checkpoint()`` on submitit's USR2 (timeout): rank 0 saves and
   consolidates before submitit requeues the job.
-
-Lightning is imported when one of the callback classes is first used; ``checkpoint_now`` needs no import.
 """
 
 from __future__ import annotations
@@ -24,6 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
+from pytorch_lightning import Callback
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
 from rna_hpc.checkpoint.consolidate import DEFAULT_INCLUDE, collect_artifacts, consolidate
 from rna_hpc.checkpoint.io import (
     atomic_link_or_copy,
@@ -35,21 +38,21 @@ from rna_hpc.checkpoint.io import (
     sidecar_path,
     write_sidecar,
 )
+from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
 from rna_hpc.checkpoint.manifest import build_manifest, utc_now
+from rna_hpc.checkpoint.rng import collect_rng_states, set_rng_states
+from rna_hpc.data.sampler import training_position
 from rna_hpc.errors import ConfigError
 from rna_hpc.job.identity import RunIdentity
 
 log = logging.getLogger(__name__)
-_ACTIVE: list[Any] = []  # trainers fitting in this process with a PeriodicCheckpoint (for checkpoint_now)
+_ACTIVE: list[pl.Trainer] = []  # trainers fitting in this process with a PeriodicCheckpoint (for checkpoint_now)
 _STEP_FILE = re.compile(r"^step-(\d+)\.ckpt$")
+STEP_CHECKPOINTS = ("ckpt/step-*.ckpt", "ckpt/step-*.ckpt.sha256")
 
 
-def _atomic_io(trainer: Any) -> Any:
+def _atomic_io(trainer: pl.Trainer) -> AtomicCheckpointIO:
     """The trainer's AtomicCheckpointIO; the default TorchCheckpointIO is replaced by it, any other IO refused."""
-    from pytorch_lightning.plugins.io import TorchCheckpointIO
-
-    from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
-
     io = trainer.strategy.checkpoint_io
     if type(io) is TorchCheckpointIO:
         trainer.strategy.checkpoint_io = io = AtomicCheckpointIO()
@@ -58,13 +61,13 @@ def _atomic_io(trainer: Any) -> Any:
     return io
 
 
-def _notify_saved(trainer: Any, urgent: bool) -> None:
+def _notify_saved(trainer: pl.Trainer, urgent: bool) -> None:
     for callback in trainer.callbacks:
-        if isinstance(callback, _ConsolidateLogic):
+        if isinstance(callback, ConsolidateCallback):
             callback.on_checkpoint_saved(trainer, urgent)
 
 
-class _PeriodicCheckpointLogic:
+class PeriodicCheckpoint(Callback):
     """Save ``step-<N>.ckpt`` + ``last.ckpt`` every ``every_n_steps`` steps and/or ``every_minutes`` minutes."""
 
     def __init__(self, dirpath: str | Path, every_n_steps: int = 0, every_minutes: float = 0.0, keep: int = 2) -> None:
@@ -80,7 +83,7 @@ class _PeriodicCheckpointLogic:
         self._last_step = -1
         self._last_time = time.monotonic()
 
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         _atomic_io(trainer)
         if trainer.is_global_zero:
             secure_mkdir(self.dirpath)
@@ -88,14 +91,16 @@ class _PeriodicCheckpointLogic:
         if trainer not in _ACTIVE:
             _ACTIVE.append(trainer)
 
-    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if trainer in _ACTIVE:
             _ACTIVE.remove(trainer)
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_step, self._last_time = trainer.global_step, time.monotonic()
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if step == self._last_step:
             return
@@ -106,17 +111,24 @@ class _PeriodicCheckpointLogic:
         if due:
             self.save_now(trainer)
 
-    def save_now(self, trainer: Any, urgent: bool = False) -> Path:
-        """Save on every rank together (rank 0 writes); then consolidation callbacks run."""
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Save the final state as well: ``last.ckpt`` is where the fit ended (a finished run restarted is a no-op)."""
+        self.save_now(trainer, again=True)
+
+    def save_now(self, trainer: pl.Trainer, urgent: bool = False, again: bool = False) -> Path:
+        """Save on every rank together (rank 0 writes); then consolidation callbacks run.
+
+        A step saved already is not saved again unless ``again`` (its state changed since: validation, epoch end).
+        """
         path = self.dirpath / f"step-{trainer.global_step}.ckpt"
-        if trainer.global_step == self._last_step:  # this step is saved already
+        if trainer.global_step == self._last_step and not again:
             _notify_saved(trainer, urgent)
             return path
         trainer.save_checkpoint(path, weights_only=False)  # full state: optimizer and loops, to resume
         self._after_save(trainer, path, urgent)
         return path
 
-    def save_on_rank_zero(self, trainer: Any) -> Path | None:
+    def save_on_rank_zero(self, trainer: pl.Trainer) -> Path | None:
         """Save from rank 0 alone, without collectives (a signal handler); None on other ranks."""
         if not trainer.is_global_zero:
             return None
@@ -126,7 +138,7 @@ class _PeriodicCheckpointLogic:
         self._after_save(trainer, path, urgent=True, collective=False)
         return path
 
-    def _after_save(self, trainer: Any, path: Path, urgent: bool, collective: bool = True) -> None:
+    def _after_save(self, trainer: pl.Trainer, path: Path, urgent: bool, collective: bool = True) -> None:
         if trainer.is_global_zero:
             self._link_last(path)
             self._prune()
@@ -150,7 +162,7 @@ class _PeriodicCheckpointLogic:
             remove_checkpoint(path)
 
 
-class _ConsolidateLogic:
+class ConsolidateCallback(Callback):
     """Consolidate the run dir to ``identity.shared_dir`` on rank 0: after saves and at fit end.
 
     ``manifest_fields`` are keyword arguments of :func:`rna_hpc.checkpoint.manifest.build_manifest`
@@ -172,29 +184,31 @@ class _ConsolidateLogic:
         self.umask = umask
         self._saves_seen = 0
 
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.manifest_fields.setdefault("started_at", utc_now())
 
-    def on_checkpoint_saved(self, trainer: Any, urgent: bool) -> None:
+    def on_checkpoint_saved(self, trainer: pl.Trainer, urgent: bool) -> None:
         if urgent or self.every_checkpoint:
             self.consolidate_now(trainer)
 
-    def _other_saves(self, trainer: Any) -> None:
+    def _other_saves(self, trainer: pl.Trainer) -> None:
         """Consolidate after saves by other callbacks (ModelCheckpoint), noticed through the IO's save count."""
         saves = getattr(trainer.strategy.checkpoint_io, "saves", 0)
         if self.every_checkpoint and saves != self._saves_seen:
             self.consolidate_now(trainer)
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._other_saves(trainer)
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._other_saves(trainer)
 
-    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.consolidate_now(trainer, ended=True)
 
-    def consolidate_now(self, trainer: Any, ended: bool = False) -> Path | None:
+    def consolidate_now(self, trainer: pl.Trainer, ended: bool = False) -> Path | None:
         """Consolidate now (rank 0 only); return the shared manifest's path, None on other ranks."""
         self._saves_seen = getattr(trainer.strategy.checkpoint_io, "saves", 0)
         if not trainer.is_global_zero:
@@ -206,11 +220,16 @@ class _ConsolidateLogic:
         fields.pop("artifacts")
         files = collect_artifacts(self.identity.run_dir, self.include)
         return consolidate(
-            self.identity.run_dir, self.identity.shared_dir, files=files, manifest_fields=fields, umask=self.umask
+            self.identity.run_dir,
+            self.identity.shared_dir,
+            files=files,
+            manifest_fields=fields,
+            umask=self.umask,
+            prune=STEP_CHECKPOINTS,  # shared storage keeps the step files scratch keeps
         )
 
 
-class _GracefulPreemptionLogic:
+class GracefulPreemption(Callback):
     """On ``signum`` (SIGTERM), save and consolidate at the next step boundary, then keep training."""
 
     def __init__(self, signum: int = signal.SIGTERM, dirpath: str | Path | None = None) -> None:
@@ -218,11 +237,11 @@ class _GracefulPreemptionLogic:
         self.dirpath = None if dirpath is None else Path(dirpath)
         self._requested = False
         self._previous: Any = None
-        self._saver: _PeriodicCheckpointLogic | None = None
+        self._saver: PeriodicCheckpoint | None = None
 
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._previous = signal.getsignal(self.signum)  # before Lightning installs its own handler
-        self._saver = _find_saver(trainer) or _PeriodicCheckpointLogic(self.dirpath or _default_ckpt_dir(trainer))
+        self._saver = _find_saver(trainer) or PeriodicCheckpoint(self.dirpath or _default_ckpt_dir(trainer))
         if self._saver not in trainer.callbacks:
             self._saver.setup(trainer, pl_module, stage)
 
@@ -230,10 +249,10 @@ class _GracefulPreemptionLogic:
         if threading.current_thread() is threading.main_thread():
             signal.signal(self.signum, self._handle)
 
-    def on_sanity_check_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._install()
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._install()
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -242,7 +261,9 @@ class _GracefulPreemptionLogic:
         if callable(self._previous):
             self._previous(signum, frame)
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         requested = self._requested
         if trainer.world_size > 1:
             requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
@@ -250,24 +271,67 @@ class _GracefulPreemptionLogic:
             self._requested = False
             self._saver.save_now(trainer, urgent=True)
 
-    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if signal.getsignal(self.signum) == self._handle and threading.current_thread() is threading.main_thread():
             signal.signal(self.signum, self._previous if self._previous is not None else signal.SIG_DFL)
         if self._saver is not None and self._saver not in trainer.callbacks:
             self._saver.teardown(trainer, pl_module, stage)
 
 
-def _find_saver(trainer: Any) -> _PeriodicCheckpointLogic | None:
-    return next((c for c in trainer.callbacks if isinstance(c, _PeriodicCheckpointLogic)), None)
+class RandomState(Callback):
+    """Keep the global random states (python, numpy, torch, CUDA) in every checkpoint; restore them on resume.
+
+    They are restored at ``on_train_start``, the last hook before the first batch is fetched, so what Lightning does
+    while restoring (building loaders and optimizers) cannot shift the random streams. A checkpoint taken mid-step
+    (a signal) holds the states from before the batch in flight, which the restored loop runs again. A single-process
+    run resumed this way draws the same numbers as one that never stopped. Every rank restores rank 0's states.
+    """
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Any] | None = None
+        self._at_boundary: dict[str, Any] | None = None  # the states before the current batch was fetched
+        self._trainer: pl.Trainer | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = self._at_boundary = None
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._trainer is not None and self._at_boundary is not None and training_position(self._trainer)[1]:
+            return self._at_boundary
+        return collect_rng_states()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._loaded = dict(state_dict)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._loaded:
+            set_rng_states(self._loaded)
+            self._loaded = None
+        self._at_boundary = collect_rng_states()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._at_boundary = collect_rng_states()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._at_boundary = collect_rng_states()
 
 
-def _default_ckpt_dir(trainer: Any) -> Path:
+def _find_saver(trainer: pl.Trainer) -> PeriodicCheckpoint | None:
+    return next((c for c in trainer.callbacks if isinstance(c, PeriodicCheckpoint)), None)
+
+
+def _default_ckpt_dir(trainer: pl.Trainer) -> Path:
     best = trainer.checkpoint_callback
     dirpath = getattr(best, "dirpath", None)
     return Path(dirpath) if dirpath else Path(trainer.default_root_dir) / "ckpt"
 
 
-def checkpoint_now(trainer: Any = None) -> Path | None:
+def checkpoint_now(trainer: pl.Trainer | None = None) -> Path | None:
     """Save (rank 0, no collectives) and consolidate now; for the launcher's ``checkpoint()`` on USR2.
 
     ``trainer`` defaults to the one fitting in this process; returns the checkpoint, or None when nothing is
@@ -278,26 +342,6 @@ def checkpoint_now(trainer: Any = None) -> Path | None:
         return None
     saver = _find_saver(trainer)
     if saver is None:
-        preemption = next((c for c in trainer.callbacks if isinstance(c, _GracefulPreemptionLogic)), None)
+        preemption = next((c for c in trainer.callbacks if isinstance(c, GracefulPreemption)), None)
         saver = preemption._saver if preemption is not None else None
     return saver.save_on_rank_zero(trainer) if saver is not None else None
-
-
-_LOGIC = {
-    "PeriodicCheckpoint": _PeriodicCheckpointLogic,
-    "ConsolidateCallback": _ConsolidateLogic,
-    "GracefulPreemption": _GracefulPreemptionLogic,
-}
-_BUILT: dict[str, type] = {}
-
-
-def __getattr__(name: str) -> type:
-    """Build a callback class (its logic + ``pytorch_lightning.Callback``) on first use."""
-    if name not in _LOGIC:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if name not in _BUILT:
-        from pytorch_lightning import Callback
-
-        logic = _LOGIC[name]
-        _BUILT[name] = type(name, (logic, Callback), {"__module__": __name__, "__doc__": logic.__doc__})
-    return _BUILT[name]

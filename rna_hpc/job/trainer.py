@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
-from rna_hpc.checkpoint.io import AtomicCheckpointIO
+from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
 from rna_hpc.job.identity import RunIdentity
 from rna_hpc.launch.env import JobContext
 
@@ -48,7 +48,7 @@ def build_loggers(cfg: DictConfig, identity: RunIdentity) -> list[Any]:
 
 def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> list[Callback]:
     """Best/last checkpoints on the monitored metric, periodic checkpoints, consolidation, progress, pruning."""
-    from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint
+    from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint, RandomState
     from rna_hpc.job.progress import PlainProgress
 
     ckpt_dir = identity.ckpt_dir
@@ -63,6 +63,7 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> 
             enable_version_counter=False,
         ),
         GracefulPreemption(),
+        RandomState(),
     ]
     if cfg.checkpoint.every_n_steps or cfg.checkpoint.every_minutes:
         callbacks.append(

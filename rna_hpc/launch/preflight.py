@@ -1,17 +1,23 @@
-"""Launcher-level checks of every job of a sweep, before anything is submitted.
+"""Launcher-level checks of every job of a sweep, before anything is submitted, and of each job before it starts.
 
 Each check looks at one composed job config (``cfg``, with its ``hydra`` node) and the resolved launcher parameters
 of that job (``params``, the plugin's keys) and returns ``key: why`` lines. Nothing is submitted and nothing is left
 behind (writability is probed with a temporary file). The launcher collects the lines of every job and raises one
 ``ConfigError``; the training config itself is ``rna_hpc.config.validate``'s part.
+
+On the node, every task starts as ``python -u -m rna_hpc.launch.preflight -u -m submitit.core._submit <folder>``:
+:func:`main` refuses to load the job's pickle (which runs code) from a folder that someone else could have written
+to, and otherwise runs submitit's entry point in the same process.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import runpy
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +37,7 @@ _SBATCH_KEY = re.compile(r"[a-z][a-z0-9_-]*")
 _SETUP_FORBIDDEN = re.compile(r"[\n\r\x00;&|`<>]|\$\(")
 _SBATCH_FIELDS = ("name", "partition", "account", "qos", "constraint", "comment", "exclude", "gres")
 _UMASK = re.compile(r"0?[0-7]{3}")
+_SUBMIT_MODULE = "submitit.core._submit"
 # Lightning ignores Slurm for jobs with these names and spawns its own processes.
 _RESERVED_NAMES = ("bash", "interactive")
 _BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -148,6 +155,11 @@ def option_problems(cfg: DictConfig) -> list[str]:
     umask = launcher.get("umask")
     if umask is not None and not _UMASK.fullmatch(str(umask)):
         problems.append(f"hydra.launcher.umask: {umask!r} is not an octal umask such as '022'")
+    elif umask is not None and int(str(umask), 8) & 0o022 != 0o022:
+        problems.append(
+            f"hydra.launcher.umask: {umask!r} lets group or others write into the submitit folder, "
+            "and the jobs refuse to load from such a folder; use one such as '022' or '027'"
+        )
     sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_", default="")
     if launcher.get("detach") and sweeper != _BASIC_SWEEPER:
         problems.append(f"hydra.launcher.detach: a sweeper that waits for results ({sweeper}) cannot detach")
@@ -244,3 +256,44 @@ def job_problems(cfg: DictConfig, params: dict[str, Any], slurm: bool = True) ->
     if slurm:
         problems += injection_problems(params)
     return problems
+
+
+def folder_problems(pickle_path: Path, folder_template: str) -> list[str]:
+    """Why a job must not load ``pickle_path``: it, or a folder between it and the static part of the submitit
+    folder, is writable by group or others, or it belongs to another user."""
+    problems = []
+    top = static_prefix(folder_template).absolute()
+    folder = pickle_path.parent.absolute()
+    chain = [folder, *[p for p in folder.parents if p == top or top in p.parents]]
+    for path in [pickle_path.absolute(), *chain]:
+        if not path.exists():
+            continue
+        info = path.stat()
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            problems.append(f"{path} is writable by group or others (mode {oct(info.st_mode & 0o777)})")
+        elif path == pickle_path.absolute() and info.st_uid != os.geteuid():
+            problems.append(f"{path} belongs to user id {info.st_uid}, not to this job's user ({os.geteuid()})")
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m rna_hpc.launch.preflight [-u] -m submitit.core._submit <folder>``: check, then run submitit."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["-u"]:
+        args = args[1:]
+    if len(args) != 3 or args[:2] != ["-m", _SUBMIT_MODULE]:
+        sys.exit(f"usage: python -m rna_hpc.launch.preflight [-u] -m {_SUBMIT_MODULE} <folder>")
+    import submitit
+
+    os.environ["SUBMITIT_FOLDER"] = args[2]  # as submitit's own entry point does, to resolve %j for this task
+    pickle_path = submitit.JobEnvironment().paths.submitted_pickle
+    problems = folder_problems(pickle_path, args[2])
+    if problems:
+        print(f"rna_hpc: refusing to load {pickle_path}: " + "; ".join(problems), file=sys.stderr, flush=True)
+        sys.exit(2)
+    sys.argv = [sys.argv[0], args[2]]
+    runpy.run_module(_SUBMIT_MODULE, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()

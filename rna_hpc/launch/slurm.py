@@ -3,16 +3,21 @@
 ``launch`` composes each job's config as the node will (``load_sweep_config``), runs ``validate`` and the launcher
 checks of ``preflight`` on it, and raises one ``ConfigError`` listing every problem of every job. Jobs are grouped by
 their resolved launcher parameters (a swept ``trainer.devices`` changes ``tasks_per_node``), one array per group.
-A job that raises returns a FAILED ``JobReturn`` holding the error (Hydra's ``run_job``); a job that dies without a
-result (killed, out of requeues) also becomes a FAILED ``JobReturn`` holding submitit's error, so the other jobs'
-results are still collected. Importing this module imports neither torch nor Lightning.
+Every task starts through ``python -m rna_hpc.launch.preflight``, which refuses to load its pickle from a folder
+others can write to. A job that raises returns a FAILED ``JobReturn`` holding the error (Hydra's ``run_job``); a job
+that dies without a result (killed, out of requeues) or returns a non-finite objective is FAILED too, so the other
+jobs' results are still collected, and the launcher ends with a summary of the failures: which job, its Slurm id,
+its error, its log and ``error.json``. Importing this module imports neither torch nor Lightning.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import shlex
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,8 +32,10 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from rna_hpc.checkpoint.scrub import scrub_text
 from rna_hpc.config.validate import validate
-from rna_hpc.errors import ConfigError
+from rna_hpc.errors import ConfigError, TrainingFailed
+from rna_hpc.job.identity import RunIdentity
 from rna_hpc.launch import preflight
 
 log = logging.getLogger(__name__)
@@ -45,6 +52,16 @@ class PlannedJob:
     num: int
     overrides: list[str]
     params: dict[str, Any]
+    identity: RunIdentity | None = None  # a training job's run dir and shared dir (results, error.json)
+
+    @property
+    def shared_dir(self) -> Path | None:
+        return self.identity.shared_dir if self.identity is not None else None
+
+    @property
+    def dirs(self) -> tuple[str, str] | None:
+        """``(run dir, shared dir)`` for the sweep record."""
+        return (str(self.identity.run_dir), str(self.identity.shared_dir)) if self.identity is not None else None
 
 
 @dataclass
@@ -158,9 +175,7 @@ class _ValidatingLauncher:
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """submitit's timeout signal (USR2, rank 0): write and consolidate a checkpoint, then requeue the same call."""
-        from rna_hpc.job.callbacks import checkpoint_now
-
-        checkpoint_now()
+        save_before_requeue()
         return super().checkpoint(*args, **kwargs)  # type: ignore[misc]
 
     def plan(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[ShapeGroup]:
@@ -201,14 +216,17 @@ class _ValidatingLauncher:
                     problems.add(preflight.unwrap(message), num)
             for message in preflight.job_problems(cfg, params, slurm=self._SLURM):
                 problems.add(message, num)
-        return PlannedJob(num, overrides, params)
+            identity = _identity(cfg, num, problems)
+        return PlannedJob(num, overrides, params, identity)
 
     def _executor(self, params: dict[str, Any]) -> Any:
         import submitit
 
-        init: dict[str, Any] = {f"{self._EXECUTOR}_max_num_timeout": params.get("max_num_timeout", 0)}
-        if self.python:
-            init[f"{self._EXECUTOR}_python"] = self.python
+        python = self.python or shlex.quote(sys.executable)
+        init: dict[str, Any] = {
+            f"{self._EXECUTOR}_max_num_timeout": params.get("max_num_timeout", 0),
+            f"{self._EXECUTOR}_python": f"{python} -u -m rna_hpc.launch.preflight",  # checks the folder, then submitit
+        }
         executor = submitit.AutoExecutor(folder=params["submitit_folder"], cluster=self._EXECUTOR, **init)
         generic = set(OmegaConf.structured(BaseQueueConf).keys())
         update = {
@@ -230,10 +248,24 @@ class _ValidatingLauncher:
         with _umask(int(self.umask, 8)):
             self._make_sweep_dir()
             submitted = [(job, sub) for group in groups for job, sub in zip(group.jobs, self._submit(group))]
+            self._record(submitted)
         if self.detach:
             return [self._detached(job, sub) for job, sub in submitted]
-        by_num = {job.num: self._collect(job, sub) for job, sub in submitted}
-        return [by_num[num] for num in sorted(by_num)]
+        by_num = {job.num: (job, sub, self._collect(job, sub)) for job, sub in submitted}
+        outcomes = [by_num[num] for num in sorted(by_num)]
+        if any(ret.status is JobStatus.FAILED for _, _, ret in outcomes):
+            print(failure_summary(outcomes, self._EXECUTOR), flush=True)
+        return [ret for _, _, ret in outcomes]
+
+    def _record(self, submitted: list[tuple[PlannedJob, Any]]) -> None:
+        """``sweep.json``: jobs, Slurm ids, run dirs and logs, so the sweep can be followed after this process."""
+        from rna_hpc.launch.record import record_submission, write_sweep_record
+
+        try:
+            record = record_submission(self._EXECUTOR, self.config, submitted, self.detach)  # type: ignore[attr-defined]
+            write_sweep_record(str(self.config.hydra.sweep.dir), record)  # type: ignore[attr-defined]
+        except Exception as err:  # the jobs are submitted: a missing record must not fail the sweep
+            log.error(f"could not write the sweep record: {type(err).__name__}: {err}")
 
     def _make_sweep_dir(self) -> None:
         sweep = self.config.hydra.sweep  # type: ignore[attr-defined]
@@ -244,16 +276,21 @@ class _ValidatingLauncher:
     def _submit(self, group: ShapeGroup) -> list[Any]:
         args = []
         for job in group.jobs:
-            log.info(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}")
+            log.info(scrub_text(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}"))
             args.append((job.overrides, "hydra.sweep.dir", job.num, f"job_id_for_{job.num}", Singleton.get_state()))
         return list(group.executor.map_array(self, *zip(*args)))
 
     def _collect(self, job: PlannedJob, submitted: Any) -> JobReturn:
         try:
-            return submitted.results()[0]
+            ret = submitted.results()[0]
         except Exception as err:  # died without a result: report it as this job's failure, collect the others
             log.error(f"job #{job.num} ({submitted.job_id}) failed: {' '.join(str(err).split())[:400]}")
             return JobReturn(overrides=job.overrides, status=JobStatus.FAILED, _return_value=err)
+        value = ret._return_value if ret.status is JobStatus.COMPLETED else None
+        if isinstance(value, float) and not math.isfinite(value):  # a diverged run is no result to compare
+            ret.status = JobStatus.FAILED
+            ret._return_value = TrainingFailed(f"job #{job.num} returned the objective {value}")
+        return ret
 
     @staticmethod
     def _detached(job: PlannedJob, submitted: Any) -> JobReturn:
@@ -269,6 +306,56 @@ class RnaHpcSlurmLauncher(_ValidatingLauncher, SlurmLauncher):
 
 class RnaHpcLocalLauncher(_ValidatingLauncher, LocalLauncher):
     """hydra-submitit-launcher's local launcher (one process per task here) with pre-submission validation."""
+
+
+def save_before_requeue() -> Path | None:
+    """Save and consolidate the fit running in this process, if any; never raise, never import.
+
+    It runs inside a signal handler, which may interrupt any line, an ``import`` included: importing Lightning there
+    can meet it half-initialized. Without ``rna_hpc.job.callbacks`` loaded no fit is running and there is nothing to
+    save; a failed save is logged and the job is requeued all the same (it resumes from an older checkpoint).
+    """
+    callbacks = sys.modules.get("rna_hpc.job.callbacks")
+    checkpoint_now = getattr(callbacks, "checkpoint_now", None)
+    if checkpoint_now is None:
+        return None
+    try:
+        return checkpoint_now()
+    except Exception as err:
+        log.error(f"checkpoint before the requeue failed, resuming from an older one: {type(err).__name__}: {err}")
+        return None
+
+
+def _identity(cfg: DictConfig, num: int, problems: _Problems) -> RunIdentity | None:
+    """The run identity of a training job (None for other task functions); a bad one is a problem of the sweep."""
+    if OmegaConf.select(cfg, "paths.shared_dir") is None or OmegaConf.select(cfg, "experiment_name") is None:
+        return None
+    try:
+        return RunIdentity.from_hydra(cfg, cfg.hydra)
+    except ConfigError as err:
+        for message in err.problems:
+            problems.add(message, num)
+    except Exception:  # an unresolvable path is reported by the path checks
+        pass
+    return None
+
+
+def failure_summary(outcomes: Sequence[tuple[PlannedJob, Any, JobReturn]], executor: str = "slurm") -> str:
+    """Which jobs failed, with their Slurm id, error, rank-0 log and ``error.json``: where to look first."""
+    kind = "Slurm" if executor == "slurm" else executor
+    failed = [(job, sub, ret) for job, sub, ret in outcomes if ret.status is JobStatus.FAILED]
+    common = set.intersection(*(set(job.overrides) for job, _, _ in outcomes))
+    lines = [f"rna_hpc: {len(failed)} of {len(outcomes)} job(s) failed"]
+    for job, sub, ret in failed:
+        err = ret._return_value
+        message = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        swept = " ".join(o for o in filter_overrides(job.overrides) if o not in common)
+        lines.append(scrub_text(f"  #{job.num} ({kind} job {sub.job_id}){' ' + swept if swept else ''}: {message}"))
+        lines.append(f"      log   {sub.paths.stderr}")
+        error_json = job.shared_dir / "error.json" if job.shared_dir is not None else None
+        if error_json is not None and error_json.is_file():
+            lines.append(f"      error {error_json}")
+    return "\n".join(lines)
 
 
 def _minutes(timeout_min: int) -> str:
@@ -312,4 +399,11 @@ def dry_run_scripts(groups: Sequence[ShapeGroup]) -> str:
     return "\n".join(parts) + "\n# dry run: nothing submitted"
 
 
-__all__ = ["RnaHpcLocalLauncher", "RnaHpcSlurmLauncher", "SweepRejected", "dry_run_scripts", "sweep_summary"]
+__all__ = [
+    "RnaHpcLocalLauncher",
+    "RnaHpcSlurmLauncher",
+    "SweepRejected",
+    "dry_run_scripts",
+    "failure_summary",
+    "sweep_summary",
+]

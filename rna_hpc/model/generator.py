@@ -58,14 +58,21 @@ class Denoiser(nn.Module):
         c_out = torch.sqrt((1 - k) ** 2 * sd2 + k**2 * s2)
         return c_skip, c_out, torch.rsqrt(s2 + sd2)
 
+    def condition(self, cond: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The part of the inputs that does not depend on x or sigma (computed once per sampling run)."""
+        if "a" in cond:
+            return cond
+        return {"a": self.single_in(cond["single"]), "z": self.pair_in(cond["pair"])}
+
     def forward(self, x: Tensor, sigma: Tensor, prior: Tensor, cond: dict[str, Tensor], mask: Tensor) -> Tensor:
-        """Denoised coordinates [B,L,3] of noisy x [B,L,3] at noise levels sigma [B]."""
+        """Denoised coordinates [B,L,3] of noisy x [B,L,3] at noise levels sigma [B]; ``cond`` raw or `condition`ed."""
         c_skip, c_out, c_in = self.scalings(sigma)
         u = x - prior
         c_noise = torch.log(sigma / self.cfg.sigma_data) / 4
-        a = self.single_in(cond["single"]) + self.coord_in(c_in[:, None, None] * u)
+        pre = self.condition(cond)
+        a = pre["a"] + self.coord_in(c_in[:, None, None] * u)
         a = a + self.noise_proj(self.noise_embed(c_noise)).unsqueeze(1)
-        z = self.pair_in(cond["pair"]) + self.dist_in(radial_basis(pair_distances(x), RBF_MAX, N_RBF))
+        z = pre["z"] + self.dist_in(radial_basis(pair_distances(x), RBF_MAX, N_RBF))
         for block in self.blocks:
             a = block(a, z, mask)
         f = self.out(self.out_norm(a))
@@ -115,7 +122,7 @@ class Denoiser(nn.Module):
     ) -> Tensor:
         """Euler integration of the probability-flow ODE from prior + sigma_max noise -> [B,S,L,3]."""
         b, n, _ = prior.shape
-        cond = {k: v.repeat_interleave(n_samples, dim=0) for k, v in cond.items()}
+        cond = {k: v.repeat_interleave(n_samples, dim=0) for k, v in self.condition(cond).items()}
         prior, mask = prior.repeat_interleave(n_samples, dim=0), mask.repeat_interleave(n_samples, dim=0)
         levels = self.noise_levels(n_steps, prior.device)
         x = prior + levels[0] * torch.randn(prior.shape, generator=generator, device=prior.device, dtype=prior.dtype)

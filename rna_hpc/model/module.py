@@ -120,6 +120,7 @@ class RNA3DModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_fit_start(self) -> None:
+        self._attach_training_templates()
         counts = parameter_counts(self)
         rank_zero_info(
             f"parameters: {counts['trainable']:,} trainable of {counts['total']:,} total"
@@ -127,6 +128,19 @@ class RNA3DModule(pl.LightningModule):
         )
         for logger in self.loggers:
             logger.log_metrics({f"params/{k}": float(v) for k, v in counts.items()}, step=0)
+
+    def _attach_training_templates(self) -> None:
+        """``generator.prior=template``: index the datamodule's training targets (each never its own template)."""
+        if self.net.config.generator.prior != "template" or self.net.templates is not None:
+            return
+        from rna_hpc.model.template_prior import TemplatePrior
+
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "train_samples"):
+            raise ConfigError("model.generator.prior=template: training needs the RNADataModule (its train targets)")
+        templates = TemplatePrior.from_samples(datamodule.train_samples())
+        self.net.attach_templates(templates)
+        rank_zero_info(f"template prior: {len(templates)} training chains indexed")
 
     # -- prediction -------------------------------------------------------------------------------------------
 
@@ -177,10 +191,12 @@ def parameter_counts(module: torch.nn.Module) -> dict[str, int]:
 
 
 def sample_scores(samples: Tensor, prior: Tensor, coords: Tensor, coord_mask: Tensor) -> dict[str, list[float]]:
-    """Per target: best TM-score over samples, the RMSD of that sample, and the prior's TM-score."""
+    """Per target: best TM-score over samples, the RMSD of that sample, and the TM-scores of the prior and of the
+    ideal A-form helix (the floor a trained model must beat)."""
     from rna_hpc.evaluation.metrics import rmsd, tm_score
+    from rna_hpc.geometry import aform_helix
 
-    out: dict[str, list[float]] = {"tm": [], "rmsd": [], "tm_prior": []}
+    out: dict[str, list[float]] = {"tm": [], "rmsd": [], "tm_prior": [], "tm_helix": []}
     samples, prior = samples.float().cpu().numpy(), prior.float().cpu().numpy()
     coords, coord_mask = coords.float().cpu().numpy(), coord_mask.cpu().numpy()
     for b in range(samples.shape[0]):
@@ -193,4 +209,6 @@ def sample_scores(samples: Tensor, prior: Tensor, coords: Tensor, coord_mask: Te
         out["tm"].append(tms[best])
         out["rmsd"].append(rmsd(samples[b, best][m], ref))
         out["tm_prior"].append(tm_score(prior[b][m], ref))
+        last = int(np.flatnonzero(m)[-1]) + 1
+        out["tm_helix"].append(tm_score(aform_helix(last)[m[:last]], ref))
     return out if out["tm"] else {}

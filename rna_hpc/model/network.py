@@ -5,7 +5,7 @@ embedding -> trunk (Stage B) -> heads (torsions, distogram) -> merger -> generat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +18,9 @@ from rna_hpc.model.merger import Merger
 from rna_hpc.model.prior import prior_coords
 from rna_hpc.model.settings import model_config
 from rna_hpc.model.trunk import Trunk
+
+if TYPE_CHECKING:
+    from rna_hpc.model.template_prior import TemplatePrior
 
 REQUIRED_KEYS = ("seq", "mask", "pair_feats", "residue_index")
 STAGES = ("embedding", "trunk", "heads", "merger", "generator")
@@ -48,6 +51,11 @@ class RNA3DNet(nn.Module):
         self.heads = Heads(cfg.heads)
         self.merger = Merger(cfg.merger, cfg.trunk.pair_feat_dim)
         self.generator = Denoiser(cfg.generator)
+        self.templates: TemplatePrior | None = None  # data, not weights: set by `attach_templates`
+
+    def attach_templates(self, templates: TemplatePrior | None) -> None:
+        """The template index that ``generator.prior=template`` draws its priors from."""
+        self.templates = templates
 
     def forward(self, batch: dict) -> dict[str, Tensor]:
         """single [B,L,c_s], pair [B,L,L,c_z], torsion [B,L,T,2], distogram_logits [B,L,L,bins], cond {single, pair}."""
@@ -65,7 +73,7 @@ class RNA3DNet(nn.Module):
         """The structure Stage D refines: ``batch['prior_coords']``, else the configured prior, else zeros."""
         prior = batch.get("prior_coords")
         if prior is None:
-            prior = prior_coords(batch, self.config.generator.prior)
+            prior = prior_coords(batch, self.config.generator.prior, self.templates)
         if prior is None:
             return torch.zeros(*batch["seq"].shape, 3, device=batch["seq"].device), False
         return prior.to(device=batch["seq"].device, dtype=torch.get_default_dtype()), True

@@ -1,12 +1,17 @@
-"""Prior structures Stage D refines: the secondary-structure-informed model, the A-form helix, or none."""
+"""Prior structures Stage D refines: the secondary-structure model, a template, the A-form helix, or none."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from rna_hpc.errors import InputError
+
+if TYPE_CHECKING:
+    from rna_hpc.model.template_prior import TemplatePrior
 
 VOCAB = "ACGUN"
 MFE_CHANNEL = 1  # Stage A pair feature channel of the MFE-paired indicator
@@ -18,11 +23,12 @@ def mfe_partners(paired: np.ndarray) -> np.ndarray:
     return np.where(has, paired.argmax(axis=1), -1).astype(np.int64)
 
 
-def prior_coords(batch: dict, kind: str) -> Tensor | None:
+def prior_coords(batch: dict, kind: str, templates: TemplatePrior | None = None) -> Tensor | None:
     """[B,L,3] prior for each target of a batch (zeros on padding), or None for ``kind == 'none'``.
 
     ``ss_model``: stems from the Stage A MFE pairs laid out as A-form duplexes, loops as arcs
-    (`rna_hpc.geometry.ss_model_coords`); ``aform``: one ideal A-form strand.
+    (`rna_hpc.geometry.ss_model_coords`); ``template``: the best hit of ``templates`` (`TemplatePrior`);
+    ``aform``: one ideal A-form strand.
     """
     if kind == "none":
         return None
@@ -31,13 +37,18 @@ def prior_coords(batch: dict, kind: str) -> Tensor | None:
     seq, mask = batch["seq"], batch["mask"]
     if kind == "ss_model" and batch["pair_feats"].shape[-1] <= MFE_CHANNEL:
         raise InputError(f"generator.prior=ss_model needs the MFE pairs in batch['pair_feats'][..., {MFE_CHANNEL}]")
+    if kind == "template" and templates is None:
+        raise InputError("generator.prior=template needs a template index (the training split, or templates_dir)")
     out = torch.zeros(*seq.shape, 3, dtype=torch.float32)
     lengths = mask.sum(dim=1).tolist()
     for b, n in enumerate(lengths):
+        sequence = "".join(VOCAB[i] for i in seq[b, :n].tolist())
         if kind == "aform":
             xyz = aform_helix(n)
+        elif kind == "template":
+            residues = batch["residue_index"][b, :n].cpu().numpy()
+            xyz = templates.crop(str(batch["target_id"][b]), sequence, residues)
         else:
-            sequence = "".join(VOCAB[i] for i in seq[b, :n].tolist())
             paired = batch["pair_feats"][b, :n, :n, MFE_CHANNEL].detach().float().cpu().numpy()
             xyz = ss_model_coords(sequence, mfe_partners(paired))
         out[b, :n] = torch.as_tensor(np.asarray(xyz), dtype=torch.float32)

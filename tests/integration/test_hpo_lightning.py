@@ -56,5 +56,5 @@ def test_callback_under_ddp_rank0_reports_all_ranks_stop(tmp_path: Path) -> None
     trial, out, writers = _fit(tmp_path, devices=2)
     _assert_pruned_at_step_1(trial)
     assert len(set(writers)) == 1  # one process (rank 0) wrote the intermediate values
-    stops = re.findall(r"rank (\d) stopped epoch (\d+) pruned (\w+)", out)
+    stops = re.findall(r"rank (\d) stopped epoch (\d+) pruned (True|False)", out)
     assert sorted(stops) == [("0", "2", "True"), ("1", "2", "True")]

@@ -1,5 +1,5 @@
-"""Trials as single-job launches of the submitit launcher from a thread pool: slots are refilled while a slow trial
-still runs, never more than n_jobs are in flight, and concurrent launches do not mix up their jobs."""
+"""Trials as single-job launches of the submitit launcher from forked slot workers: slots are refilled while a slow
+trial still runs, never more than n_jobs are in flight, and concurrent launches do not mix up their jobs."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_submitit_slots_refill_without_waiting_for_the_batch(tmp_path: Path) -> 
     spans = [(t.datetime_start.timestamp(), t.datetime_complete.timestamp()) for t in trials]
     assert _max_overlap(spans) == 2
 
-    for t in trials:  # every job ran exactly its own trial's overrides (no state shared between launch threads)
+    for t in trials:  # every job ran exactly its own trial's overrides (no state shared between slot workers)
         job_dir = sweep / str(t.user_attrs["job_num"])
         assert yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) == t.user_attrs["overrides"]
         assert f"++trial.number={t.number}" in t.user_attrs["overrides"]

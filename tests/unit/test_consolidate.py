@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rna_hpc.checkpoint.consolidate import collect_artifacts, consolidate
 from rna_hpc.checkpoint.io import sha256_file
@@ -80,7 +81,7 @@ def test_consolidate_updates_only_what_changed_and_prunes_dropped_files(tmp_path
     (run / "ckpt" / "last.ckpt").write_bytes(os.urandom(200_000))
     (run / "ckpt" / "step-2.ckpt").unlink()
     (run / "ckpt" / "step-4.ckpt").write_bytes(os.urandom(1000))
-    consolidate(run, shared, files=collect_artifacts(run), manifest_fields=FIELDS, prune=True)
+    consolidate(run, shared, files=collect_artifacts(run), manifest_fields=FIELDS, prune=["ckpt/step-*"])
     after = _state(shared)
     assert after["csv/version_0/metrics.csv"] == before["csv/version_0/metrics.csv"]
     assert after["ckpt/last.ckpt"] != before["ckpt/last.ckpt"]
@@ -171,3 +172,44 @@ def test_consolidation_killed_mid_copy_is_completed_by_the_next_call(tmp_path: P
     assert verify_manifest(shared) == []
     assert "ckpt/big.ckpt" in read_manifest(shared)["artifacts"]
     assert not [p for p in shared.rglob(".*") if ".tmp-" in p.name]  # the stale temp was cleaned
+
+
+def test_what_an_earlier_attempt_consolidated_stays_listed_and_old_steps_are_pruned(tmp_path: Path) -> None:
+    run, shared = _run_dir(tmp_path), tmp_path / "shared"
+    consolidate(run, shared, files=collect_artifacts(run), manifest_fields=FIELDS)
+    wiped = tmp_path / "scratch" / "wiped"  # the job restarted elsewhere: a new run dir with only its new files
+    (wiped / "ckpt").mkdir(parents=True)
+    (wiped / "ckpt" / "step-6.ckpt").write_bytes(os.urandom(1000))
+    consolidate(wiped, shared, files=collect_artifacts(wiped), manifest_fields=FIELDS, prune=["ckpt/step-*"])
+    listed = read_manifest(shared)["artifacts"]
+    assert sorted(listed) == ["ckpt/last.ckpt", "ckpt/step-6.ckpt", "csv/version_0/metrics.csv"]
+    assert not (shared / "ckpt" / "step-2.ckpt").exists()  # pruned: scratch no longer keeps it
+    assert verify_manifest(shared) == []
+
+
+def test_text_artifacts_reach_shared_storage_without_credentials(tmp_path: Path, monkeypatch) -> None:
+    token = "tok-" + os.urandom(8).hex()
+    monkeypatch.setenv("RNA_HPC_SERVICE_TOKEN", token)
+    run, shared = _run_dir(tmp_path), tmp_path / "shared"
+    (run / ".hydra").mkdir()
+    config_yaml = f"logger:\n  wandb:\n    api_key: hunter2hunter2\n    project: {token}\n"
+    (run / ".hydra" / "config.yaml").write_text(config_yaml)
+    (run / ".hydra" / "overrides.yaml").write_text("- +logger.mlflow.password=opensesame\n- lr=0.1\n")
+    (run / "train.log").write_text(f"[INFO] - using {token} as DB_PASSWORD=opensesame\n")
+    (run / "ckpt" / "binary.ckpt").write_bytes(b"\x00\xff" + token.encode())  # binaries are copied byte for byte
+    include = [".hydra/*.yaml", "*.log", "ckpt/*.ckpt"]
+    fields = build_manifest("demo/sweep-1/0", config={"logger": {"project": token, "api_key": "hunter2hunter2"}})
+    consolidate(run, shared, files=collect_artifacts(run, include), manifest_fields=fields)
+    config = (shared / ".hydra" / "config.yaml").read_text()
+    assert config == "logger:\n  wandb:\n    api_key: '***'\n    project: ***\n"
+    assert yaml.safe_load(config.replace("project: ***", "project: x"))["logger"]["wandb"]["api_key"] == "***"
+    assert (shared / ".hydra" / "overrides.yaml").read_text() == "- +logger.mlflow.password=***\n- lr=0.1\n"
+    assert (shared / "train.log").read_text() == "[INFO] - using *** as DB_PASSWORD=***\n"
+    for path in [shared / "manifest.json", *shared.rglob("*.yaml"), shared / "train.log"]:
+        text = path.read_text()
+        assert token not in text and "hunter2" not in text and "opensesame" not in text, path
+    assert (shared / "ckpt" / "binary.ckpt").read_bytes() == (run / "ckpt" / "binary.ckpt").read_bytes()
+    assert verify_manifest(shared) == []
+    before = _state(shared)
+    consolidate(run, shared, files=collect_artifacts(run, include), manifest_fields=fields)
+    assert _state(shared) == before  # masked copies are compared as masked: nothing rewritten

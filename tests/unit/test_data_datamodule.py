@@ -67,3 +67,46 @@ def test_lightning_reshuffles_every_epoch(tmp_path: Path) -> None:
     pl.Trainer(max_epochs=2, accelerator="cpu", use_distributed_sampler=False, **flags).fit(model, datamodule=dm)
     assert sorted(model.seen[0]) == sorted(model.seen[1]) == sorted(s["target_id"] for s in dm.data.train)
     assert model.seen[0] != model.seen[1]  # set_epoch reached the sampler
+
+
+def test_resumed_fit_goes_on_with_the_next_batch_of_the_epoch(tmp_path: Path) -> None:
+    """Also when ``configure_optimizers`` asks for ``estimated_stepping_batches`` (as RNA3DModule does), which makes
+    Lightning build the train loader before it restores the checkpoint's loop state."""
+    import pytorch_lightning as pl
+
+    from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
+    from rna_hpc.data.datamodule import RNADataModule
+    from rna_hpc.job.callbacks import PeriodicCheckpoint
+
+    class Recorder(pl.LightningModule):
+        def __init__(self, stop_at: int | None = None) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.seen: list[tuple[int, list[str]]] = []
+            self.stop_at = stop_at
+
+        def training_step(self, batch: dict, index: int) -> torch.Tensor:
+            if self.global_step == self.stop_at:
+                raise RuntimeError("interrupted")
+            self.seen.append((self.current_epoch, batch["target_id"]))
+            return (self.w * batch["pair_feats"].sum()).sum()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            assert self.trainer.estimated_stepping_batches == 10
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def fit(model: Recorder, run: str, ckpt_path: Path | None = None) -> Recorder:
+        dm = RNADataModule(seed=0, cache_dir=str(tmp_path), split_seed=0, batch_size=2, synthetic={"n_targets": 12})
+        saver = PeriodicCheckpoint(tmp_path / run, every_n_steps=3)
+        flags = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+        trainer = pl.Trainer(max_epochs=2, use_distributed_sampler=False, callbacks=[saver], **flags)
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        return model
+
+    uninterrupted = fit(Recorder(), "a").seen
+    assert len(uninterrupted) == 10  # 5 batches per epoch
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(Recorder(stop_at=4), "b")
+    resumed = fit(Recorder(), "b", ckpt_path=tmp_path / "b" / "step-3.ckpt").seen
+    assert resumed == uninterrupted[3:]  # batches 4 and 5 of epoch 0, then epoch 1 in its own order

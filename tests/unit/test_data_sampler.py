@@ -1,12 +1,13 @@
-"""LengthBucketSampler: a simulated 2-rank split, determinism, resume state, low padding."""
+"""LengthBucketSampler and ResumableDataLoader: a simulated 2-rank split, determinism, resume position, padding."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from torch.utils.data import SequentialSampler
 
-from rna_hpc.data.sampler import LengthBucketSampler
+from rna_hpc.data.sampler import LengthBucketSampler, ResumableDataLoader
 from rna_hpc.errors import ConfigError
 
 
@@ -64,3 +65,54 @@ def test_bucketing_lowers_padding() -> None:
 def test_rejects_an_injected_distributed_sampler() -> None:
     with pytest.raises(ConfigError, match="trainer.use_distributed_sampler: must be false"):
         LengthBucketSampler(SequentialSampler(range(4)), batch_size=2)  # type: ignore[arg-type]
+
+
+def test_resumed_epoch_skips_the_batches_already_consumed() -> None:
+    full = LengthBucketSampler(lengths(40), 4, seed=1)
+    full.set_epoch(2)
+    epoch2 = list(full)
+    resumed = LengthBucketSampler(lengths(40), 4, seed=1)
+    resumed.load_state_dict({**full.state_dict(), "start_batch": 3})
+    resumed.set_epoch(2)  # Lightning sets the epoch again after restoring: the position stays
+    assert list(resumed) == epoch2[3:]
+    assert list(resumed) == epoch2  # the skip applies once: the epoch iterated again starts at its first batch
+    resumed.load_state_dict({**full.state_dict(), "start_batch": 3})
+    resumed.set_epoch(3)  # another epoch starts at its first batch
+    assert len(list(resumed)) == len(epoch2)
+
+
+def test_position_saved_with_another_world_size_restarts_the_epoch(caplog) -> None:
+    sampler = LengthBucketSampler(lengths(40), 4, seed=1, num_replicas=2, rank=0)
+    sampler.load_state_dict({"epoch": 1, "start_batch": 2, "seed": 1, "num_replicas": 1})
+    assert sampler.start_batch == 0 and sampler.epoch == 1
+    assert "cut for 1 ranks, this run has 2" in caplog.text
+
+
+def _loader(progress=None) -> ResumableDataLoader:
+    data = list(range(10))
+    return ResumableDataLoader(data, LengthBucketSampler([1] * 10, 3, seed=4), progress=progress)  # 4 batches
+
+
+def test_loader_state_is_the_position_in_the_epoch_and_rolls_over_at_its_end() -> None:
+    loader = _loader()
+    it = iter(loader)
+    first = [next(it).tolist() for _ in range(2)]
+    state = loader.state_dict()
+    assert (state["epoch"], state["start_batch"]) == (0, 2)
+    rest = [b.tolist() for b in it]
+    assert (loader.state_dict()["epoch"], loader.state_dict()["start_batch"]) == (1, 0)  # epoch over: the next one
+    resumed = _loader()
+    resumed.load_state_dict(state)
+    assert [b.tolist() for b in resumed] == rest and len(first + rest) == 4
+    limited = _loader(progress=lambda: (2, 2))  # the trainer runs 2 batches per epoch (limit_train_batches)
+    assert (limited.state_dict()["epoch"], limited.state_dict()["start_batch"]) == (1, 0)
+    mid_step = _loader(progress=lambda: (1, 4))  # a batch in flight is not done: the restored loop runs it again
+    assert mid_step.state_dict()["start_batch"] == 1
+
+
+def test_iterating_the_loaders_leaves_the_global_random_state_alone() -> None:
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    for _ in range(2):
+        list(_loader())
+    assert torch.equal(torch.get_rng_state(), before)

@@ -160,9 +160,14 @@ def _cfg(launcher: dict, trainer: dict | None = None) -> OmegaConf:
 
 
 def test_job_resources_from_the_launcher() -> None:
-    assert budget.job_resources(_cfg({})) == budget.JobResources(cores=1, gpus=0)
-    slurm = {"nodes": 2, "tasks_per_node": 4, "cpus_per_task": 8, "gpus_per_node": 4}
-    assert budget.job_resources(_cfg(slurm)) == budget.JobResources(cores=64, gpus=8)
+    default = budget.job_resources(_cfg({}))
+    assert (default.cores, default.gpus, default.timeout_min) == (1, 0, None)
+    slurm = {"nodes": 2, "tasks_per_node": 4, "cpus_per_task": 8, "gpus_per_node": 4, "timeout_min": 30}
+    res = budget.job_resources(_cfg({**slurm, "max_num_timeout": 3, "_target_": "x.RnaHpcSlurmLauncher"}))
+    assert (res.cores, res.gpus, res.max_job_minutes) == (64, 8, 120)
+    assert res.describe() == (
+        "2 node(s) x 4 task(s) x 8 cpu(s) = 64 cores, 8 GPUs (RnaHpcSlurmLauncher, time limit 30 min x 4 run(s))"
+    )
     assert budget.job_resources(_cfg({"tasks_per_node": 2, "gpus_per_task": 1})).gpus == 2
     assert budget.job_resources(_cfg({"gres": "gpu:a100:4"})).gpus == 4
     gpu_trainer = {"max_epochs": 1, "accelerator": "gpu", "devices": 2, "num_nodes": 3}
@@ -170,21 +175,33 @@ def test_job_resources_from_the_launcher() -> None:
 
 
 def test_budget_lines_and_refusal() -> None:
-    cfg = _cfg({"gpus_per_node": 2})
+    cfg = _cfg({"gpus_per_node": 2, "timeout_min": 60})
     res = budget.job_resources(cfg)
     s0 = budget.budget_line("s0", 8, ["trainer.max_epochs=3", "data.fraction=0.5"], cfg, 600.0, res)
     s1 = budget.budget_line("s1", 20, [], cfg, 600.0, res)  # max_epochs from the config: 10
     assert (s0.epochs, s0.fraction, s0.gpu_hours) == (3, 0.5, pytest.approx(8 * 3 * 600 * 0.5 / 3600 * 2))
     assert s1.gpu_hours == pytest.approx(20 * 10 * 600 / 3600 * 2)
+    assert (s0.limit_core_hours, s1.limit_gpu_hours) == (8.0, 40.0)  # every job to its 60 min time limit
     text = budget.format_budget([s0, s1], res)
-    assert "8 trials x 3 epochs x data 0.5" in text and "total" in text
+    assert "8 trials x 3 epochs x data 0.5: 2.00 core-h, 4.00 GPU-h (at most 8.00 core-h" in text
+    assert "note: a trial needs ~100 min, above the 60 min time limit" in text  # s1: 10 epochs x 10 min
+    assert (
+        "total            35.33 core-hours, 70.67 GPU-hours" in text and "at most 28.00 core-hours, 56.00 GPU" in text
+    )
     budget.check_budget([s0, s1], max_gpu_hours=100.0, allow_over_budget=False)
     with pytest.raises(ConfigError, match="allow_over_budget=true"):
         budget.check_budget([s0, s1], max_gpu_hours=50.0, allow_over_budget=False)
+    with pytest.raises(ConfigError, match=r"  hpo.max_gpu_hours: the plan needs an estimated 70.7 GPU-hours \(> 50\)"):
+        budget.check_budget([s0, s1], 50.0, False, ("hpo.max_gpu_hours", "hpo.allow_over_budget"))
     budget.check_budget([s0, s1], max_gpu_hours=50.0, allow_over_budget=True)
-    unknown = budget.budget_line("s", 1, [], cfg, None, res)
+    limited = budget.budget_line("s", 30, [], cfg, None, res)  # no epoch_seconds: the time-limit bound counts
+    with pytest.raises(ConfigError, match="at its time limits up to 60.0 GPU-hours"):
+        budget.check_budget([limited], max_gpu_hours=1.0, allow_over_budget=False)
+    no_limit = _cfg({"gpus_per_node": 2})  # neither epoch_seconds nor a time limit: nothing to check against
+    unknown = budget.budget_line("s", 1, [], no_limit, None, budget.job_resources(no_limit))
     with pytest.raises(ConfigError, match="epoch_seconds"):
         budget.check_budget([unknown], max_gpu_hours=1.0, allow_over_budget=False)
+    assert [budget.hours(h) for h in (0, 0.00123, 0.5, 3.456, 1234.5)] == ["0", "0.0012", "0.5", "3.46", "1234"]
 
 
 def test_best_params_yaml_is_a_global_package_config() -> None:

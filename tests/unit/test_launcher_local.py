@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,13 @@ def test_local_launcher_rejects_a_mismatched_shape_before_running(tmp_path: Path
     assert "hydra.launcher.tasks_per_node: is 1, must equal trainer.devices=2 (one process per device)" in out.stdout
     assert "Traceback" not in out.stdout
     assert not (tmp_path / "sweep" / ".submitit").exists()
+
+
+@pytest.mark.slow
+def test_non_finite_objective_is_a_failure_and_the_launcher_summarises_it(tmp_path: Path) -> None:
+    out = run_app(tmp_path, "launcher=local", "trainer.devices=1", "x=1.0,nan")
+    assert out.returncode != 0
+    summary = out.stdout[out.stdout.index("rna_hpc: 1 of 2 job(s) failed") :].splitlines()
+    assert re.fullmatch(r"  #1 \(local job \d+\) x=nan: TrainingFailed: job #1 returned the objective nan", summary[1])
+    assert summary[2].startswith("      log   ") and Path(summary[2].split()[-1]).is_file()
+    assert json.loads((tmp_path / "sweep/0/rank0.json").read_text())["sum"] == 1.0  # the other job's result stands

@@ -146,8 +146,11 @@ def test_resolvers() -> None:
 
 
 def test_submit_side_imports_neither_torch_nor_lightning() -> None:
+    """Neither does the save before a requeue (a signal handler) when no fit runs: an import there can meet a module
+    the interrupted code was still importing."""
     code = (
         "import sys, rna_hpc.launch.slurm, hydra_plugins.rna_hpc_launcher.launchers\n"
+        "assert rna_hpc.launch.slurm.save_before_requeue() is None\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_lightning', 'lightning'))\n"
         "assert not bad, bad\n"
     )

@@ -147,6 +147,39 @@ def test_the_prior_follows_the_stage_a_pairs() -> None:
     assert 8.0 < paired < 13.0  # residues 0 and 19 pair: about 10.4 A apart in the secondary-structure model
 
 
+def test_template_priors_never_use_the_target_itself_nor_a_near_duplicate_in_training() -> None:
+    from rna_hpc.model.prior import prior_coords
+    from rna_hpc.model.template_prior import TemplatePrior
+
+    rng = np.random.default_rng(5)
+    seq = "".join(rng.choice(list("ACGU"), 30))
+    near = seq[:27] + "".join("A" if c != "A" else "C" for c in seq[27:])  # 90 % identical
+    remote = seq[:15] + "".join(rng.choice(list("ACGU"), 15))  # half identical
+    chains = {"self": chain(30, rng), "near": chain(30, rng), "remote": chain(30, rng)}
+    samples = [
+        {"target_id": t, "sequence": s, "coords": chains[t][None]}
+        for t, s in (("self", seq), ("near", near), ("remote", remote))
+    ]
+    training = TemplatePrior.from_samples(samples, max_identity=0.8)
+    assert training.best_hit("self", seq).target_id == "remote"  # itself and the 93 %-identical chain are skipped
+    assert TemplatePrior.from_samples(samples, max_identity=0.95).best_hit("self", seq).target_id == "near"
+    predicting = TemplatePrior.from_samples(samples, exclude_self=False)
+    assert predicting.best_hit("self", seq).target_id == "self"  # at predict time nothing is excluded
+    np.testing.assert_allclose(predicting.chain("query", seq), chains["self"])
+    # the template covers the first half: those residues are copied; a training crop is a slice of its chain's prior
+    prior = training.chain("self", seq)
+    d_prior = np.linalg.norm(prior[:15, None] - prior[None, :15], axis=-1)
+    d_remote = np.linalg.norm(chains["remote"][:15, None] - chains["remote"][None, :15], axis=-1)
+    np.testing.assert_allclose(d_prior, d_remote, atol=1e-6)
+    np.testing.assert_allclose(training.crop("self", seq[5:20], np.arange(5, 20)), prior[5:20])
+    batch = make_batch([30])
+    batch["target_id"], batch["seq"][0] = ["self"], torch.tensor(["ACGU".index(c) for c in seq])
+    got = prior_coords(batch, "template", training)
+    np.testing.assert_allclose(got[0].numpy(), prior, atol=1e-4)
+    with pytest.raises(InputError, match="template index"):
+        prior_coords(batch, "template", None)
+
+
 def test_untrained_torsion_head_outputs_the_aform_helix() -> None:
     net = tiny_net()
     helix = torch.tensor(aform_helix(10), dtype=torch.float32).unsqueeze(0)

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from rna_hpc.checkpoint.consolidate import collect_artifacts, consolidate
-from rna_hpc.checkpoint.io import AtomicCheckpointIO, sidecar_path
+from rna_hpc.checkpoint.io import sidecar_path
+from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
 from rna_hpc.errors import ConfigError
 from rna_hpc.job.resume import check_config_compatible, find_resume_checkpoint
 

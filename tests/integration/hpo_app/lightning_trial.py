@@ -55,7 +55,9 @@ def main() -> None:
         num_sanity_val_steps=0,
     )
     trainer.fit(Regression(), train_dataloaders=loader(), val_dataloaders=loader())
-    print(f"rank {trainer.global_rank} stopped epoch {trainer.current_epoch} pruned {callback.pruned}", flush=True)
+    line = f"rank {trainer.global_rank} stopped epoch {trainer.current_epoch} pruned {callback.pruned}\n"
+    sys.stdout.write(line)  # one write per rank: the ranks share the pipe
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""Candidate structures for prediction, by source, before ranking (`rna_hpc.evaluation.ranking`).
+
+Sources (``predict.candidates``):
+- ``model``: diffusion samples of the trained model around its configured prior (with the secondary-structure prior,
+  one sample per variant of it, see `model_samples`);
+- ``model_template``: diffusion samples refined from the best template hit (targets with a hit only);
+- ``ss_model``: the secondary-structure model, then variants with tilted loops;
+- ``template``: coordinates copied from the best template hits (gaps from the secondary-structure model);
+- ``helix``: the ideal A-form strand.
+Every source brings at most ``n`` candidates per target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from rna_hpc.evaluation.baselines import BaselineContext, baseline_samples, helix_baseline, ss_baseline
+from rna_hpc.model.prior import VOCAB
+from rna_hpc.model.template_prior import TemplatePrior
+
+SOURCES = ("model", "model_template", "ss_model", "template", "helix")
+NEEDS_TEMPLATES = ("model_template", "template")
+
+
+@dataclass
+class Pool:
+    """One target's candidates [L, 3] with their names ('<source>_<k>') and sources."""
+
+    coords: list[np.ndarray] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    def add(self, source: str, models: np.ndarray | list[np.ndarray]) -> None:
+        for k, xyz in enumerate(models):
+            self.coords.append(np.asarray(xyz, dtype=float))
+            self.names.append(f"{source}_{k}")
+            self.sources.append(source)
+
+
+def batch_sequences(batch: dict) -> list[str]:
+    """The (normalised) sequence of each target of a collated batch."""
+    lengths = batch["mask"].sum(dim=1).tolist()
+    return ["".join(VOCAB[i] for i in batch["seq"][b, :n].tolist()) for b, n in enumerate(lengths)]
+
+
+def template_priors(batch: dict, sequences: list[str], templates: TemplatePrior) -> tuple[torch.Tensor, list[bool]]:
+    """``prior_coords`` [B, L, 3] from each target's best hit, and whether it had one (else the ss model)."""
+    prior = torch.zeros(*batch["seq"].shape, 3)
+    has_hit = []
+    for b, (tid, seq) in enumerate(zip(batch["target_id"], sequences, strict=True)):
+        prior[b, : len(seq)] = torch.as_tensor(templates.chain(str(tid), seq), dtype=torch.float32)
+        has_hit.append(templates.best_hit(str(tid), seq) is not None)
+    return prior, has_hit
+
+
+def candidate_pools(
+    module,  # noqa: ANN001 - an RNA3DModule
+    batch: dict,
+    sources: list[str],
+    n: int,
+    templates: TemplatePrior | None,
+    generator: torch.Generator,
+    seed: int = 0,
+) -> list[Pool]:
+    """A `Pool` per target of ``batch`` with up to ``n`` candidates from each of ``sources``."""
+    sequences = batch_sequences(batch)
+    pools = [Pool() for _ in sequences]
+    for source in sources:
+        if source in NEEDS_TEMPLATES and templates is None:
+            raise ValueError(f"candidate source {source!r} needs a template index")
+        if source == "model":
+            samples = model_samples(module, batch, sequences, n, generator, seed)
+            for b, seq in enumerate(sequences):
+                pools[b].add(source, samples[b, :, : len(seq)])
+        elif source == "model_template":
+            prior, has_hit = template_priors(batch, sequences, templates)
+            samples = module.predict_coords(batch | {"prior_coords": prior}, n_samples=n, generator=generator).numpy()
+            for b, seq in enumerate(sequences):
+                if has_hit[b]:
+                    pools[b].add(source, samples[b, :, : len(seq)])
+        else:
+            for b, (tid, seq) in enumerate(zip(batch["target_id"], sequences, strict=True)):
+                pools[b].add(source, _baseline(source, str(tid), seq, n, templates, seed))
+    return pools
+
+
+def model_samples(
+    module,  # noqa: ANN001 - an RNA3DModule
+    batch: dict,
+    sequences: list[str],
+    n: int,
+    generator: torch.Generator,
+    seed: int = 0,
+) -> np.ndarray:
+    """[B, n, L, 3] diffusion samples. With the secondary-structure prior, sample k refines variant k of it (0: the
+    prior itself, then loops and stems tilted at random, as the ``ss_model`` candidates), so the samples differ in
+    their overall fold as well as in detail; with another prior all n samples refine that one."""
+    if module.net.config.generator.prior != "ss_model" or "prior_coords" in batch:
+        return module.predict_coords(batch, n_samples=n, generator=generator).numpy()
+    out = []
+    for k in range(n):
+        prior = torch.zeros(*batch["seq"].shape, 3)
+        for b, seq in enumerate(sequences):
+            xyz = ss_baseline(seq, BaselineContext(sample=k, seed=seed))
+            prior[b, : len(seq)] = torch.as_tensor(xyz, dtype=torch.float32)
+        batch_k = batch | {"prior_coords": prior}
+        out.append(module.predict_coords(batch_k, n_samples=1, generator=generator).numpy())
+    return np.concatenate(out, axis=1)
+
+
+def _baseline(source: str, target_id: str, seq: str, n: int, templates: TemplatePrior | None, seed: int) -> list:
+    context = BaselineContext(seed=seed)
+    if source == "ss_model":
+        return list(baseline_samples(ss_baseline, seq, context, n))
+    if source == "helix":
+        return [helix_baseline(seq, context)]
+    if source == "template":
+        return templates.index.predict(seq, n, prior=ss_baseline(seq, context))
+    raise ValueError(f"unknown candidate source {source!r} (known: {', '.join(SOURCES)})")
