@@ -242,8 +242,8 @@ class _ValidatingLauncher:
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         groups = self.plan(job_overrides, initial_job_idx)
         print(sweep_summary(groups, self._EXECUTOR), flush=True)
-        if self.dry_run:
-            print(dry_run_scripts(groups), flush=True)
+        if self.dry_run:  # the local executor has no batch script: its plan is the summary above
+            print(dry_run_scripts(groups) if self._SLURM else "# dry run: nothing started", flush=True)
             return []
         with _umask(int(self.umask, 8)):
             self._make_sweep_dir()
@@ -328,9 +328,9 @@ def save_before_requeue() -> Path | None:
 
 def _identity(cfg: DictConfig, num: int, problems: _Problems) -> RunIdentity | None:
     """The run identity of a training job (None for other task functions); a bad one is a problem of the sweep."""
-    if OmegaConf.select(cfg, "paths.shared_dir") is None or OmegaConf.select(cfg, "experiment_name") is None:
-        return None
     try:
+        if OmegaConf.select(cfg, "paths.shared_dir") is None or OmegaConf.select(cfg, "experiment_name") is None:
+            return None
         return RunIdentity.from_hydra(cfg, cfg.hydra)
     except ConfigError as err:
         for message in err.problems:
