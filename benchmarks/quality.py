@@ -1,6 +1,6 @@
 """Model quality on the real validation split after a wall-clock training budget, beside the baselines.
 
-    OMP_NUM_THREADS=2 python benchmarks/quality.py --minutes 30 [--threads 2] [hydra overrides ...]
+    python benchmarks/quality.py --minutes 30 [--threads 2] [hydra overrides ...]
 
 Trains ``model=base`` on the train split of the Kaggle-layout folder (default ``../shared/data/rna3d``) for
 ``--minutes`` of wall clock (validation included), keeps the checkpoint with the best ``val/tm``, predicts the

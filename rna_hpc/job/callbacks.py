@@ -7,7 +7,7 @@
 - ``GracefulPreemption()``: on SIGTERM (preemption, ``scontrol requeue``) saves and consolidates at the next step
   boundary and lets training go on until Slurm's SIGKILL. It replaces Lightning's own SIGTERM handler during the
   fit (which would end the fit and let the task return a partial result) and chains the handler found at setup.
-- ``RandomState()``: keeps the global random states in every checkpoint and restores them when a fit resumes.
+- ``RandomState()`` (:mod:`rna_hpc.checkpoint.rng`) keeps the global random states in checkpoints.
 - :func:`checkpoint_now`: for the launcher's ``checkpoint()`` on submitit's USR2 (timeout): rank 0 saves and
   consolidates before submitit requeues the job.
 """
@@ -40,8 +40,6 @@ from rna_hpc.checkpoint.io import (
 )
 from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
 from rna_hpc.checkpoint.manifest import build_manifest, utc_now
-from rna_hpc.checkpoint.rng import collect_rng_states, set_rng_states
-from rna_hpc.data.sampler import training_position
 from rna_hpc.errors import ConfigError
 from rna_hpc.job.identity import RunIdentity
 
@@ -94,6 +92,9 @@ class PeriodicCheckpoint(Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if trainer in _ACTIVE:
             _ACTIVE.remove(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.teardown(trainer, pl_module, "fit")  # Lightning skips teardown hooks when the fit raises
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_step, self._last_time = trainer.global_step, time.monotonic()
@@ -271,54 +272,14 @@ class GracefulPreemption(Callback):
             self._requested = False
             self._saver.save_now(trainer, urgent=True)
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.teardown(trainer, pl_module, "fit")  # Lightning skips teardown hooks when the fit raises
+
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if signal.getsignal(self.signum) == self._handle and threading.current_thread() is threading.main_thread():
             signal.signal(self.signum, self._previous if self._previous is not None else signal.SIG_DFL)
         if self._saver is not None and self._saver not in trainer.callbacks:
             self._saver.teardown(trainer, pl_module, stage)
-
-
-class RandomState(Callback):
-    """Keep the global random states (python, numpy, torch, CUDA) in every checkpoint; restore them on resume.
-
-    They are restored at ``on_train_start``, the last hook before the first batch is fetched, so what Lightning does
-    while restoring (building loaders and optimizers) cannot shift the random streams. A checkpoint taken mid-step
-    (a signal) holds the states from before the batch in flight, which the restored loop runs again. A single-process
-    run resumed this way draws the same numbers as one that never stopped. Every rank restores rank 0's states.
-    """
-
-    def __init__(self) -> None:
-        self._loaded: dict[str, Any] | None = None
-        self._at_boundary: dict[str, Any] | None = None  # the states before the current batch was fetched
-        self._trainer: pl.Trainer | None = None
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._trainer = trainer
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._trainer = self._at_boundary = None
-
-    def state_dict(self) -> dict[str, Any]:
-        if self._trainer is not None and self._at_boundary is not None and training_position(self._trainer)[1]:
-            return self._at_boundary
-        return collect_rng_states()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._loaded = dict(state_dict)
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._loaded:
-            set_rng_states(self._loaded)
-            self._loaded = None
-        self._at_boundary = collect_rng_states()
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._at_boundary = collect_rng_states()
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        self._at_boundary = collect_rng_states()
 
 
 def _find_saver(trainer: pl.Trainer) -> PeriodicCheckpoint | None:

@@ -48,7 +48,8 @@ def build_loggers(cfg: DictConfig, identity: RunIdentity) -> list[Any]:
 
 def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> list[Callback]:
     """Best/last checkpoints on the monitored metric, periodic checkpoints, consolidation, progress, pruning."""
-    from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint, RandomState
+    from rna_hpc.checkpoint.rng import RandomState
+    from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint
     from rna_hpc.job.progress import PlainProgress
 
     ckpt_dir = identity.ckpt_dir

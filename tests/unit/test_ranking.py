@@ -103,6 +103,10 @@ def test_five_ranked_predictions_for_a_real_target(rna3d_dir: Path, tmp_path: Pa
     sources = ["model", "model_template", "ss_model", "template", "helix"]
     [pool] = candidate_pools(module, collate(items), sources, 5, templates, torch.Generator().manual_seed(0))
     assert set(pool.sources) == set(sources) and len(pool.coords) == 5 + 5 + 5 + 5 + 1
+    by_name = dict(zip(pool.names, pool.coords, strict=True))
+    for k in range(5):  # an untrained model returns its priors: sample k is variant k of the secondary-structure model
+        np.testing.assert_allclose(by_name[f"model_{k}"], by_name[f"ss_model_{k}"], atol=1e-3)
+    np.testing.assert_allclose(by_name["model_template_0"], by_name["template_0"], atol=1e-3)
     ranked = rank_candidates(np.stack(pool.coords), pool.names, 5, pool.sources)
     assert ranked.coords.shape == (5, len(seq), 3) and np.isfinite(ranked.coords).all()
     assert "ss_model" in ranked.sources and "template" in ranked.sources

@@ -15,15 +15,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from rna_hpc.checkpoint.io import read_sidecar, safe_torch_load, sha256_file
 from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
 from rna_hpc.checkpoint.manifest import read_manifest, verify_manifest
+from rna_hpc.checkpoint.rng import RandomState
 from rna_hpc.data.sampler import LengthBucketSampler, ResumableDataLoader, training_position
 from rna_hpc.errors import ConfigError
-from rna_hpc.job.callbacks import (
-    ConsolidateCallback,
-    GracefulPreemption,
-    PeriodicCheckpoint,
-    RandomState,
-    checkpoint_now,
-)
+from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint, checkpoint_now
 from rna_hpc.job.identity import RunIdentity
 from rna_hpc.job.resume import find_resume_checkpoint
 from rna_hpc.launch.env import JobContext
@@ -235,6 +230,7 @@ def test_interrupted_fit_resumes_exactly(tmp_path: Path, step: int, where: str, 
     steps, uninterrupted = _fit_noisy(tmp_path / "a", [], limit=limit)
     with pytest.raises(RuntimeError, match="interrupted"):
         _fit_noisy(tmp_path / "b", [Interrupt(step, where)], limit=limit)
+    assert checkpoint_now() is None  # the failed fit is no longer registered for signal saves
     resume = find_resume_checkpoint(tmp_path / "b", tmp_path / "none")
     assert safe_torch_load(resume)["global_step"] == step
     resumed_steps, resumed = _fit_noisy(tmp_path / "b", [], ckpt_path=resume, limit=limit)
