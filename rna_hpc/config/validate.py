@@ -20,7 +20,7 @@ Rule = Callable[[DictConfig], list[str]]
 # nn.Linear names in the model that LoRA may adapt, and the top-level stages that can stay trainable.
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "g_proj")
 MODEL_STAGES = ("embedding", "trunk", "heads", "merger", "generator")
-PRIOR_KINDS = ("ss_model", "aform", "none")  # what Stage D refines (rna_hpc.model.prior)
+PRIOR_KINDS = ("ss_model", "template", "aform", "none")  # what Stage D refines (rna_hpc.model.prior)
 RESUME_POLICIES = ("auto", "never", "ignore_config_change")
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 METRICS = ("val/tm", "val/rmsd", "val/loss", "train/loss")
