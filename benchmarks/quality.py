@@ -29,6 +29,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=30.0, help="training wall-clock budget (30: target, 15: figure)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument(
+        "--epochs-per-minute",
+        type=float,
+        default=1.2,
+        help="sets trainer.max_epochs = minutes x this, the length of the LR schedule (1.2: measured on 2 cores; "
+        "on a slower machine the wall clock ends the run first)",
+    )
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "rna3d"), help="Kaggle-layout folder")
     p.add_argument("--out", default=str(REPO / "outputs" / "benchmarks" / "quality"), help="output folder")
     p.add_argument("--candidates", default=CANDIDATES, help="sources of the ranked submission (comma-separated)")
@@ -91,6 +98,7 @@ def train(cfg: Any, minutes: float, out: Path) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - start, 1),
         "steps": int(trainer.global_step),
         "epochs": int(trainer.current_epoch),
+        "stopped_by": "time" if trainer.current_epoch < cfg.trainer.max_epochs else "max_epochs",
         "best_val_tm": float(best.best_model_score) if best.best_model_score is not None else None,
         "best_ckpt": best.best_model_path,
         "last_val": metrics,
@@ -132,7 +140,8 @@ def summary(report: dict[str, Any]) -> str:
     t = report["train"]
     lines += [
         "-" * 73,
-        f"budget {report['minutes']} min on {report['threads']} thread(s): {t['steps']} steps, {t['epochs']} epoch(s),"
+        f"budget {report['minutes']} min on {report['threads']} thread(s): {t['steps']} steps, {t['epochs']} epoch(s)"
+        f" (stopped by {t['stopped_by']}, {t['seconds']:.0f} s),"
         f" best val/tm {t['best_val_tm']:.3f}; config: {' '.join(report['overrides'])}",
     ]
     return "\n".join(lines)
@@ -148,7 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     torch.set_num_threads(args.threads)
     out = Path(args.out).resolve()
-    overrides = [*TRAIN_DEFAULTS, f"data.dir={args.data_dir}", f"paths.shared_dir={out / 'shared'}", *args.overrides]
+    max_epochs = max(1, round(args.minutes * args.epochs_per_minute))
+    overrides = [
+        *TRAIN_DEFAULTS,
+        f"trainer.max_epochs={max_epochs}",
+        f"data.dir={args.data_dir}",
+        f"paths.shared_dir={out / 'shared'}",
+        *args.overrides,
+    ]
     cfg = compose("train", overrides)
     validate(cfg)
     report: dict[str, Any] = {"minutes": args.minutes, "threads": args.threads, "overrides": overrides}

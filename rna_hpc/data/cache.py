@@ -11,17 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import RNA
 import torch
 
-from rna_hpc.checkpoint.io import atomic_writer
+from rna_hpc.checkpoint.io import atomic_copy, atomic_write_text, atomic_writer
 from rna_hpc.data.targets import VOCAB, DataWarning, enum_value
 
 FORMAT_VERSION = 1  # bump when the layout of the cached payload changes
@@ -78,13 +76,6 @@ def _relative(path: Path, root: Path | None) -> str:
     return path.relative_to(root).as_posix() if root is not None else path.name
 
 
-def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Call ``write(fh)`` on a temp file beside ``path``; it replaces ``path`` atomically when ``write`` returns."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_writer(path) as fh:
-        write(fh)
-
-
 class FeatureCache:
     """Prepared payloads stored by key in one directory."""
 
@@ -116,8 +107,10 @@ class FeatureCache:
     def save(self, key: str, inputs: dict[str, Any], payload: dict[str, Any]) -> Path:
         """Write the payload, then its key inputs (the key file marks a complete entry)."""
         payload = {**payload, "key": key, "inputs": inputs}
-        atomic_write(self.data_path(key), lambda fh: torch.save(payload, fh))
-        atomic_write(self.key_path(key), lambda fh: fh.write(json.dumps(inputs, indent=1, sort_keys=True).encode()))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(self.data_path(key)) as fh:
+            torch.save(payload, fh)
+        atomic_write_text(self.key_path(key), json.dumps(inputs, indent=1, sort_keys=True))
         return self.data_path(key)
 
 
@@ -142,6 +135,5 @@ def stage_to_local(paths: list[Path], dest: Path | None = None) -> Path:
         target = dest / src.name
         if target.exists() and target.stat().st_size == src.stat().st_size and file_sha256(target) == file_sha256(src):
             continue
-        with open(src, "rb") as fin:
-            atomic_write(target, lambda fh, fin=fin: shutil.copyfileobj(fin, fh, 1 << 20))
+        atomic_copy(src, target)
     return dest

@@ -84,6 +84,29 @@ def objective_value(trainer: pl.Trainer, cfg: DictConfig) -> float:
     return value
 
 
+def best_val_tm(trainer: pl.Trainer, cfg: DictConfig) -> float | None:
+    """The best validation TM-score of the run: the checkpoint's best score when it monitors TM, else the last."""
+    ckpt_cb = trainer.checkpoint_callback
+    if cfg.checkpoint.monitor == "val/tm" and ckpt_cb is not None and ckpt_cb.best_model_score is not None:
+        return float(ckpt_cb.best_model_score)
+    value = trainer.callback_metrics.get("val/tm")
+    return None if value is None else float(value)
+
+
+def check_above_helix(trainer: pl.Trainer, cfg: DictConfig) -> None:
+    """A run whose best ``val/tm`` ends below the ideal A-form helix on the same residues has failed."""
+    helix = trainer.callback_metrics.get("val/tm_helix")
+    best = best_val_tm(trainer, cfg)
+    if helix is None or best is None:
+        log.warning("fail_below_baseline: no validation TM-score was logged, nothing to compare with the helix")
+        return
+    if best < float(helix):
+        raise TrainingFailed(
+            f"best val/tm {best:.4f} is below the A-form helix baseline val/tm_helix {float(helix):.4f}: "
+            "the model learned less than an untrained helix (fail_below_baseline=true)"
+        )
+
+
 def record_failure(err: BaseException, identity: RunIdentity, ctx: JobContext) -> None:
     """Rank 0 leaves ``error.json`` on shared storage: what failed, where, and which log to read."""
     from rna_hpc.checkpoint.io import atomic_write_json
@@ -133,6 +156,8 @@ def fit(cfg: DictConfig, ctx: JobContext, identity: RunIdentity) -> float:
     trainer = build_trainer(cfg, identity, ctx)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_point(cfg, identity))
     value = objective_value(trainer, cfg)
+    if cfg.fail_below_baseline:
+        check_above_helix(trainer, cfg)
     log.info("rank %d parameters sha256 %s", trainer.global_rank, parameters_digest(module))
     if trainer.is_global_zero:
         log.info("%s = %.4f  (run dir %s, shared %s)", cfg.objective, value, identity.run_dir, identity.shared_dir)

@@ -8,12 +8,10 @@ shape is ever rewritten to make a load "work".
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from rna_hpc.errors import CheckpointError
@@ -67,17 +65,9 @@ def partial_load(
 
 def load_checkpoint_file(path: str | Path) -> dict:
     """A checkpoint's contents, read with ``weights_only=True`` on the CPU; anything else is a CheckpointError."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{p}: needs arbitrary code to load; refusing ({reason})") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{p}: not a readable checkpoint ({reason})") from None
+    from rna_hpc.checkpoint.io import safe_torch_load
+
+    obj = safe_torch_load(path)
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{p}: expected a checkpoint dictionary, found {type(obj).__name__}")
+        raise CheckpointError(f"{path}: expected a checkpoint dictionary, found {type(obj).__name__}")
     return obj

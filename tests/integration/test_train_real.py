@@ -7,6 +7,7 @@ are the same), so the real set is featurized once per session.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import subprocess
 import sys
@@ -23,8 +24,10 @@ DATA = ["data.max_length=48", "data.val_max_length=56", "data.batch_size=2", "da
 TINY = ["model=tiny", "model.generator.n_steps=4", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
 
 
-def train(run_dir: Path, rna3d_dir: Path, cache_dir: Path, *overrides: str, timeout: int = 240) -> Path:
-    """Run ``python -m rna_hpc.train`` on the real data into ``run_dir``; fail with its stderr tail on error."""
+def run_train(
+    run_dir: Path, rna3d_dir: Path, cache_dir: Path, *overrides: str, timeout: int = 240
+) -> subprocess.CompletedProcess:
+    """Run ``python -m rna_hpc.train`` on the real data into ``run_dir``."""
     cmd = [
         sys.executable,
         "-m",
@@ -39,7 +42,12 @@ def train(run_dir: Path, rna3d_dir: Path, cache_dir: Path, *overrides: str, time
         f"paths.shared_dir={run_dir}/shared",
         *overrides,
     ]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def train(run_dir: Path, rna3d_dir: Path, cache_dir: Path, *overrides: str, timeout: int = 240) -> Path:
+    """``run_train`` that fails with the run's stderr tail unless it succeeded."""
+    proc = run_train(run_dir, rna3d_dir, cache_dir, *overrides, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
 
@@ -81,6 +89,30 @@ def test_a_few_steps_on_real_structures_give_finite_losses_and_val_scores(pretra
         assert values and all(math.isfinite(v) for v in values), key
     assert 0.0 < series(rows, "val/tm")[-1] <= 1.0 and 0.0 < series(rows, "val/tm_helix")[-1] <= 1.0
     assert (pretrained / "ckpt" / "best.ckpt").is_file()
+
+
+def test_a_run_below_the_helix_baseline_fails(tmp_path: Path, rna3d_dir: Path, cache_dir: Path) -> None:
+    # without a prior, one optimizer step of the generator gives blobs far below the helix
+    run = tmp_path / "blob"
+    proc = run_train(
+        run,
+        rna3d_dir,
+        cache_dir,
+        "model.generator.prior=none",
+        "fail_below_baseline=true",
+        "data.fraction=0.011",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+    )
+    rows = metric_rows(run)
+    best, helix = max(series(rows, "val/tm")), series(rows, "val/tm_helix")[-1]
+    print(f"best val/tm {best:.3f} vs helix {helix:.3f}")
+    assert best < helix
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "is below the A-form helix baseline val/tm_helix" in proc.stderr.strip().splitlines()[-1]
+    error = json.loads((run / "shared" / "default" / "blob" / "0" / "error.json").read_text())
+    assert error["type"] == "TrainingFailed" and "helix" in error["message"]
 
 
 def test_two_real_targets_are_overfitted(tmp_path: Path, rna3d_dir: Path, cache_dir: Path) -> None:

@@ -174,6 +174,38 @@ def test_consolidation_killed_mid_copy_is_completed_by_the_next_call(tmp_path: P
     assert not [p for p in shared.rglob(".*") if ".tmp-" in p.name]  # the stale temp was cleaned
 
 
+def test_consolidation_that_runs_out_of_space_leaves_no_partial_file_and_the_next_call_completes(
+    tmp_path: Path,
+) -> None:
+    # the copying process may write at most 1 MiB per file (RLIMIT_FSIZE): its writes fail like a full disk's
+    run, shared = _run_dir(tmp_path), tmp_path / "shared"
+    big = run / "ckpt" / "big.ckpt"
+    big.write_bytes(os.urandom(3 << 20))
+    code = textwrap.dedent(
+        f"""
+        import resource, signal, sys
+        from pathlib import Path
+        from rna_hpc.checkpoint.consolidate import collect_artifacts, consolidate
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+        run = Path({str(run)!r})
+        try:
+            consolidate(run, Path({str(shared)!r}), files=collect_artifacts(run), manifest_fields={{}})
+        except OSError as err:
+            sys.exit(f"consolidation failed: {{err}}")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "File too large" in proc.stderr, proc.stderr[-2000:]
+    assert not (shared / "ckpt" / "big.ckpt").exists()  # no partial file under the final name
+    assert not (shared / "manifest.json").exists()
+    assert not [p for p in shared.rglob("*") if ".tmp-" in p.name]  # the failed writer removed its temp
+    assert big.stat().st_size == 3 << 20  # the scratch copy is kept
+    consolidate(run, shared, files=collect_artifacts(run), manifest_fields=FIELDS)
+    assert verify_manifest(shared) == []
+    assert sha256_file(shared / "ckpt" / "big.ckpt") == sha256_file(big)
+
+
 def test_what_an_earlier_attempt_consolidated_stays_listed_and_old_steps_are_pruned(tmp_path: Path) -> None:
     run, shared = _run_dir(tmp_path), tmp_path / "shared"
     consolidate(run, shared, files=collect_artifacts(run), manifest_fields=FIELDS)

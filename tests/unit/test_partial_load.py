@@ -101,7 +101,7 @@ class Payload:
 def test_an_unsafe_pickle_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "unsafe.ckpt"
     torch.save({"state_dict": {}, "payload": Payload()}, path)
-    with pytest.raises(CheckpointError, match="needs arbitrary code to load; refusing") as info:
+    with pytest.raises(CheckpointError, match=r"needs arbitrary code to load \(\S*Payload\); refusing") as info:
         load_checkpoint_file(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
@@ -112,5 +112,5 @@ def test_missing_and_truncated_files_are_checkpoint_errors(tmp_path: Path) -> No
     path = tmp_path / "cut.ckpt"
     torch.save({"state_dict": Pipeline().state_dict()}, path)
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="cut.ckpt: unreadable checkpoint"):
         load_checkpoint_file(path)
