@@ -13,7 +13,6 @@ The data folder defaults to $RNA_HPC_DATA, else ../shared/data/rna3d next to the
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -21,13 +20,13 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from data_prepare import default_data_dir  # a sibling script: benchmarks/ is on sys.path when run
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from rna_hpc.config import CONFIG_DIR
 from rna_hpc.job.run import build_module
 
-REPO = Path(__file__).resolve().parents[1]
 WARMUP = 3  # steps excluded from the figures (first batches pay allocator and worker start-up)
 
 
@@ -51,10 +50,6 @@ class StepTimer(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx: int) -> None:
         self._end = time.perf_counter()
         self.model.append(self._end - self._start)
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("RNA_HPC_DATA") or REPO.parent / "shared" / "data" / "rna3d")
 
 
 def measure(model: str, data_dir: Path, cache_dir: Path, steps: int, num_workers: int) -> tuple[float, float]:
