@@ -1,5 +1,5 @@
-"""Training jobs that survive the cluster: ``scontrol requeue``, USR2, a real time limit, a wiped scratch dir and a
-truncated checkpoint, each on the real local Slurm with a sliver of the real data.
+"""Training jobs that survive the cluster: ``scontrol requeue``, USR2, a real time limit, a wiped scratch dir, a
+truncated checkpoint and a SIGKILL in mid-consolidation, each on the real local Slurm with a sliver of the real data.
 
 Each test starts ``python -m rna_hpc.train -m launcher=slurm`` (one job) in the background, interferes with the job
 at a step boundary it waits for, and checks that the job finishes with the optimizer steps of an uninterrupted run
@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from read_gate import ReadGate
 
-from rna_hpc.checkpoint.io import safe_torch_load
+from rna_hpc.checkpoint.io import TEMP_NAME, read_sidecar, safe_torch_load, sha256_file
 from rna_hpc.checkpoint.manifest import read_manifest, verify_manifest
 from rna_hpc.job.resume import find_resume_checkpoint
 
@@ -296,4 +297,51 @@ def test_truncated_newest_checkpoint_is_skipped_for_the_previous_one(
     assert warning in log and resumed[0] != str(newest) and resumed[1] <= newest_step
     assert max(lost_steps(log)) <= 2 * EVERY  # the newest interval is lost with the broken file
     assert steps == total
+    assert list(wait_final(tmp_path, 1).values()) == ["COMPLETED"]
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (exited, or killed and waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_sigkill_in_mid_consolidation_leaves_no_partial_file_and_the_requeued_job_completes_it(
+    tmp_path: Path, start_sweep: Callable, wait_final: Callable
+) -> None:
+    sweep = start_sweep(tmp_path, "trainer.max_epochs=10")
+    sweep.wait_for_step(EVERY)
+    shared_ckpt = sweep.shared_dir / "ckpt"
+    _poll(lambda: (sweep.shared_dir / "manifest.json").is_file(), 120, "the first consolidation")
+
+    def mid_copy(pid: int, source: Path) -> bool:
+        """A copy of a checkpoint new to shared storage, with its first chunk written to the temp file."""
+        temp = shared_ckpt / f".{source.name}.tmp-{pid}"
+        return not (shared_ckpt / source.name).exists() and temp.is_file() and temp.stat().st_size > 0
+
+    with ReadGate(sweep.run_dir / "ckpt", mid_copy) as gate:  # holds rank 0 in the copy's next read()
+        assert gate.held.wait(300), "no consolidation copied a new checkpoint"
+        pid, source = gate.caught
+        temp = shared_ckpt / f".{source.name}.tmp-{pid}"
+        written, size = temp.stat().st_size, source.stat().st_size
+        requeue(sweep.job_id)  # SIGTERM, then SIGKILL after KillWait: it lands in mid-copy
+        _poll(lambda: _gone(pid), 60, f"rank 0 (pid {pid}) to be killed in mid-copy")
+        visible = sorted(p.name for p in shared_ckpt.iterdir())
+        assert source.name not in visible and temp.name in visible  # only the killed writer's temp
+        assert sha256_file(source) == read_sidecar(source)  # the scratch copy is kept, whole
+    rc, out = sweep.finish()
+    assert rc == 0, out[-4000:]
+    log = sweep.rank0_log()
+    (resumed,) = resumes(log)
+    steps, total = final_steps(sweep)
+    print(
+        f"SIGKILL in mid-copy of {source.name} ({written} of {size} bytes in its temp file, not yet renamed): nothing "
+        f"under the final name; resumed from "
+        f"step {resumed[1]}, lost {lost_steps(log)} step(s); {steps} steps, {total} uninterrupted; "
+        "the next consolidation removed the temp and verifies"
+    )
+    assert not [p for p in sweep.shared_dir.rglob("*") if TEMP_NAME.match(p.name)]
+    assert verify_manifest(sweep.shared_dir) == [] and max(lost_steps(log)) <= EVERY and steps == total
     assert list(wait_final(tmp_path, 1).values()) == ["COMPLETED"]
