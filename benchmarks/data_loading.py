@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from data_prepare import default_data_dir  # a sibling script: benchmarks/ is on sys.path when run
+from common import default_data_dir
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 

@@ -8,21 +8,16 @@ The data folder defaults to $RNA_HPC_DATA, else ../shared/data/rna3d next to the
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from common import default_data_dir
+
 from rna_hpc.config.schema import DataConfig, FeaturizerConfig
 from rna_hpc.data.features import resolve_workers
 from rna_hpc.data.prepare import prepare
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("RNA_HPC_DATA") or REPO.parent / "shared" / "data" / "rna3d")
 
 
 def timed_prepare(cfg: DataConfig) -> tuple[float, object]:

@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from common import REPO, default_data_dir
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from rna_hpc.hpo.storage import make_storage
 
-REPO = Path(__file__).resolve().parents[1]
 METHODS = ("staged", "flat_tpe", "random")
 CONFIG_PREFIX = "benchmark_"  # hpo=benchmark_<method>: no name clash with conf/hpo/*.yaml
 SPACE = {
@@ -165,16 +165,12 @@ def print_table(results: list[Result]) -> None:
         print(f"{method:<9} {statistics.fmean(bests):>10.4f} {sd:>7.4f} {spent:>17.1f} {when:>17}")
 
 
-def default_data_dir() -> str:
-    return os.environ.get("RNA_HPC_DATA") or str(REPO.parent / "shared" / "data" / "rna3d")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--fraction", type=float, default=0.04, help="data.fraction of the training targets")
     p.add_argument("--epochs", type=int, default=4, help="the full budget of one trial (4: 24 trial-epochs each)")
-    p.add_argument("--data-dir", default=default_data_dir())
+    p.add_argument("--data-dir", default=str(default_data_dir()))
     args = p.parse_args()
     if not (Path(args.data_dir) / "train_sequences.csv").is_file():
         raise SystemExit(f"--data-dir: no train_sequences.csv in {args.data_dir} (set RNA_HPC_DATA)")

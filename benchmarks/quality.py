@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, default_data_dir
+
 TRAIN_DEFAULTS = ["data=rna3d", "model=base", "trainer.enable_progress_bar=false"]
 CANDIDATES = "model,model_template,ss_model,template"
 
@@ -36,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sets trainer.max_epochs = minutes x this, the length of the LR schedule (1.2: measured on 2 cores; "
         "on a slower machine the wall clock ends the run first)",
     )
-    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "rna3d"), help="Kaggle-layout folder")
+    p.add_argument("--data-dir", default=str(default_data_dir()), help="Kaggle-layout folder")
     p.add_argument("--out", default=str(REPO / "outputs" / "benchmarks" / "quality"), help="output folder")
     p.add_argument("--candidates", default=CANDIDATES, help="sources of the ranked submission (comma-separated)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides of the training config")

@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import default_data_dir
 
 from rna_hpc.evaluate import load_references, load_templates
 from rna_hpc.evaluation.baselines import BASELINES, BaselineContext, baseline_samples
 from rna_hpc.evaluation.metrics import best_rmsd, best_tm
 from rna_hpc.evaluation.report import format_table
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _default_data_dir() -> Path:
-    return Path(os.environ.get("RNA_HPC_DATA", REPO.parent / "shared" / "data" / "rna3d"))
 
 
 def run(data_dir: Path, targets: list[str] | None, n_samples: int) -> dict[str, Any]:
@@ -55,7 +49,7 @@ def run(data_dir: Path, targets: list[str] | None, n_samples: int) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=_default_data_dir())
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     parser.add_argument("--targets", nargs="*", default=None, help="val target ids (default: all)")
     parser.add_argument("--samples", type=int, default=5)
     args = parser.parse_args()

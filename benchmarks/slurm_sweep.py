@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, default_data_dir
+
 PROBE = (
     "import sys, atexit\n"
     "heavy = lambda: [m for m in ('torch', 'pytorch_lightning') if m in sys.modules]\n"
@@ -78,9 +79,7 @@ def ddp_ratio(data: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data", type=Path, default=Path(os.environ.get("RNA_HPC_DATA", REPO.parent / "shared/data/rna3d"))
-    )
+    parser.add_argument("--data", type=Path, default=default_data_dir())
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         queue_32(Path(tmp))

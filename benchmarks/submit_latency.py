@@ -8,6 +8,7 @@ final state; (3) an array of 4 trivial jobs. Needs ``sinfo``/``sbatch``; run fro
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import statistics
 import subprocess
@@ -15,8 +16,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-REPEATS = 3
 
 
 def _seconds(cmd: list[str]) -> float:
@@ -27,14 +26,14 @@ def _seconds(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def preflight_latency(out: Path) -> None:
+def preflight_latency(out: Path, repeats: int) -> None:
     base = [sys.executable, "-m", "rna_hpc.train", "-m", "launcher=slurm", "hydra.launcher.dry_run=true"]
     base.append(f"paths.shared_dir={out / 'shared'}")
-    startup = min(_seconds([sys.executable, "-c", "import rna_hpc.train"]) for _ in range(REPEATS))
+    startup = min(_seconds([sys.executable, "-c", "import rna_hpc.train"]) for _ in range(repeats))
     print(f"interpreter + import rna_hpc.train           {startup:6.2f} s")
     for n in (1, 8):
         sweep = "seed=" + ",".join(str(i) for i in range(n))
-        best = min(_seconds(base + [sweep, f"hydra.sweep.dir={out / f'dry{n}'}"]) for _ in range(REPEATS))
+        best = min(_seconds(base + [sweep, f"hydra.sweep.dir={out / f'dry{n}'}"]) for _ in range(repeats))
         print(f"dry run, {n} job(s): compose + validate + plan {best:6.2f} s")
 
 
@@ -53,13 +52,13 @@ def _final_state(job_id: str, timeout: float = 60) -> str:
     return "UNKNOWN"
 
 
-def submitit_latency(out: Path) -> None:
+def submitit_latency(out: Path, repeats: int) -> None:
     import submitit
 
     executor = submitit.AutoExecutor(folder=out / "submitit" / "%j", cluster="slurm")
     executor.update_parameters(timeout_min=5, slurm_signal_delay_s=60)
     rows = []
-    for i in range(REPEATS):
+    for i in range(repeats):
         t0 = time.perf_counter()
         job = executor.submit(_trivial, i)
         t1 = time.perf_counter()
@@ -68,7 +67,7 @@ def submitit_latency(out: Path) -> None:
         state = _final_state(job.job_id)
         rows.append((t1 - t0, t2 - t0, time.perf_counter() - t0, state))
     for name, k in (("sbatch call", 0), ("result available", 1), ("sacct final state", 2)):
-        print(f"single job, {name:<20}        {statistics.median(r[k] for r in rows):6.2f} s (median of {REPEATS})")
+        print(f"single job, {name:<20}        {statistics.median(r[k] for r in rows):6.2f} s (median of {repeats})")
     t0 = time.perf_counter()
     jobs = executor.map_array(_trivial, list(range(4)))
     assert [j.result() for j in jobs] == [1, 2, 3, 4]
@@ -76,12 +75,15 @@ def submitit_latency(out: Path) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timings per figure (best or median of these)")
+    args = parser.parse_args()
     if shutil.which("sbatch") is None:
         raise SystemExit("no sbatch on PATH: start the local cluster first (make slurm-up)")
     with tempfile.TemporaryDirectory(prefix="rna_hpc_bench_", dir=".") as tmp:
         out = Path(tmp).resolve()
-        preflight_latency(out)
-        submitit_latency(out)
+        preflight_latency(out, args.repeats)
+        submitit_latency(out, args.repeats)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@
   boundary and lets training go on until Slurm's SIGKILL. It replaces Lightning's own SIGTERM handler during the
   fit (which would end the fit and let the task return a partial result) and chains the handler found at setup.
 - ``RandomState()`` (:mod:`rna_hpc.checkpoint.rng`) keeps the global random states in checkpoints.
+- ``ValidateAtMaxSteps()``: a budget of ``trainer.max_steps`` that ends in mid-epoch validates the final weights
+  (Lightning would stop there without a validation, leaving the objective unlogged).
 - :func:`checkpoint_now`: for the launcher's ``checkpoint()`` on submitit's USR2 (timeout): rank 0 saves and
   consolidates before submitit requeues the job.
 """
@@ -306,3 +308,18 @@ def checkpoint_now(trainer: pl.Trainer | None = None) -> Path | None:
         preemption = next((c for c in trainer.callbacks if isinstance(c, GracefulPreemption)), None)
         saver = preemption._saver if preemption is not None else None
     return saver.save_on_rank_zero(trainer) if saver is not None else None
+
+
+class ValidateAtMaxSteps(Callback):
+    """Validate once more when ``trainer.max_steps`` ends training in mid-epoch.
+
+    Lightning stops at ``max_steps`` without validating unless the step ends an epoch; asking the loop to stop at
+    that step makes it validate first (as early stopping does), so the objective and the best checkpoint see the
+    final weights.
+    """
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 import pytorch_lightning as pl
@@ -14,6 +15,11 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
 from rna_hpc.job.identity import RunIdentity
 from rna_hpc.launch.env import JobContext
+
+# Noise in every job log: Lightning 2.6 still builds torch's LeafSpec (deprecated in torch 2.13), and on a host with
+# Slurm a local run (the basic launcher) is told to prepend `srun`, which the Slurm launcher already does.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
 
 
 def run_info(cfg: DictConfig, identity: RunIdentity) -> dict[str, Any]:
@@ -49,7 +55,7 @@ def build_loggers(cfg: DictConfig, identity: RunIdentity) -> list[Any]:
 def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> list[Callback]:
     """Best/last checkpoints on the monitored metric, periodic checkpoints, consolidation, progress, pruning."""
     from rna_hpc.checkpoint.rng import RandomState
-    from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint
+    from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint, ValidateAtMaxSteps
     from rna_hpc.job.progress import PlainProgress
 
     ckpt_dir = identity.ckpt_dir
@@ -65,6 +71,7 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> 
         ),
         GracefulPreemption(),
         RandomState(),
+        ValidateAtMaxSteps(),
     ]
     if cfg.checkpoint.every_n_steps or cfg.checkpoint.every_minutes:
         callbacks.append(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sliver import SLIVER
 
 from rna_hpc.checkpoint.manifest import read_manifest, verify_manifest
 
@@ -21,18 +22,7 @@ pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "tok-" + os.urandom(12).hex()  # an environment variable named like a credential
 PASSWORD = "pw-" + os.urandom(12).hex()  # a credential typed on the command line
-TINY = (
-    "data=rna3d",
-    "data.fraction=0.02",
-    "data.max_length=40",
-    "data.val_max_length=64",
-    "data.batch_size=2",
-    "data.val_batch_size=2",
-    "model.generator.n_steps=4",
-    "trainer.max_epochs=1",
-    "trainer.limit_val_batches=2",
-    "hydra.launcher.timeout_min=10",
-)
+TINY = (*SLIVER, "model.generator.n_steps=4", "trainer.max_epochs=1", "trainer.limit_val_batches=2")
 
 
 @pytest.fixture(scope="module")

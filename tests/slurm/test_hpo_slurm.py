@@ -24,21 +24,13 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from sliver import SLIVER
 
 from rna_hpc.hpo.storage import make_storage
 
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[2]
-SLIVER = (
-    "data=rna3d",
-    "data.fraction=0.02",
-    "data.max_length=40",
-    "data.val_max_length=64",
-    "data.batch_size=2",
-    "data.val_batch_size=2",
-    "hydra.launcher.timeout_min=10",
-)
 SEARCH = (
     "hydra.sweeper.n_jobs=2",
     "hydra.sweeper.sampler.seed=4",

@@ -104,6 +104,12 @@ class Sweep:
         out, _ = self.process.communicate(timeout=timeout)
         return self.process.returncode, out
 
+    def succeeded(self, timeout: float = 420) -> str:
+        """Wait for the sweep, check that it succeeded, and return rank 0's log (every attempt of the job)."""
+        rc, out = self.finish(timeout)
+        assert rc == 0, out[-4000:]
+        return self.rank0_log()
+
     def stop(self) -> None:
         """Cancel this sweep's own job and end its launcher process if the test left them running."""
         if self.process.poll() is None:
@@ -178,9 +184,7 @@ def test_scontrol_requeue_resumes_a_ddp_job_from_its_periodic_checkpoint(
     sweep = start_sweep(tmp_path, "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=10")
     sweep.wait_for_step(2 * EVERY)
     requeue(sweep.job_id)  # as a preemption: SIGTERM (ignored by submitit), SIGKILL after KillWait
-    rc, out = sweep.finish()
-    assert rc == 0, out[-4000:]
-    log = sweep.rank0_log()
+    log = sweep.succeeded()
     (resumed,) = resumes(log)
     assert "received signal 15: checkpoint at the next step, training continues" in log
     steps, total = final_steps(sweep)
@@ -200,9 +204,7 @@ def test_usr2_checkpoints_then_requeues_and_the_job_finishes(
     sweep = start_sweep(tmp_path, "trainer.max_epochs=4", "checkpoint.every_n_steps=100")
     _poll(lambda: len(progress(sweep.rank0_log())) >= 3, 300, "three optimizer steps")
     subprocess.run(["scancel", "--signal=USR2", sweep.job_id], check=True, timeout=30)  # what the time limit sends
-    rc, out = sweep.finish()
-    assert rc == 0, out[-4000:]
-    log = sweep.rank0_log()
+    log = sweep.succeeded()
     (resumed,) = resumes(log)
     steps, total = final_steps(sweep)
     print(
@@ -228,15 +230,12 @@ def test_real_time_limit_requeues_until_the_training_budget_is_done(
     cache = f"data.cache_dir={tmp_path / 'cache'}"
     (tmp_path / "calibration").mkdir()
     calibration = start_sweep(tmp_path / "calibration", cache, "trainer.max_epochs=2")  # the same job, 16 steps
-    assert calibration.finish()[0] == 0
-    times = step_times(calibration.rank0_log())
+    times = step_times(calibration.succeeded())
     epoch_s = (times[-1] - times[0]) * 8 / 15  # 15 intervals: 14 steps and one validation, about 2 epochs - 1 step
     epochs = max(4, math.ceil(45 / epoch_s))  # about 45 s of training: more than one attempt does
     limits = ("hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5", "hydra.launcher.max_num_timeout=8")
     sweep = start_sweep(tmp_path, cache, f"trainer.max_epochs={epochs}", *limits)
-    rc, out = sweep.finish(timeout=900)
-    assert rc == 0, out[-4000:]
-    log = sweep.rank0_log()
+    log = sweep.succeeded(timeout=900)
     requeues = set(re.findall(r"Requeued job \S+ \((\d+) remaining timeouts\)", log))  # each is logged twice
     steps, total = final_steps(sweep)
     print(
@@ -258,9 +257,7 @@ def test_scratch_wiped_while_requeued_resumes_from_the_shared_copy(
     requeue(job_id)
     wait_pending(job_id)
     shutil.rmtree(run_dir)  # scratch purged, or the job restarts on a node that never saw it
-    rc, out = sweep.finish()
-    assert rc == 0, out[-4000:]
-    log = sweep.rank0_log()
+    log = sweep.succeeded()
     (resumed,) = resumes(log)
     steps, total = final_steps(sweep)
     print(
@@ -284,9 +281,7 @@ def test_truncated_newest_checkpoint_is_skipped_for_the_previous_one(
     newest_step = safe_torch_load(newest)["global_step"]
     with open(newest, "r+b") as f:  # a write cut short (a hard-linked step file is cut with it)
         f.truncate(newest.stat().st_size // 2)
-    rc, out = sweep.finish()
-    assert rc == 0, out[-4000:]
-    log = sweep.rank0_log()
+    log = sweep.succeeded()
     (resumed,) = resumes(log)
     warning = f"skipping checkpoint {newest}: sha256 differs from its sidecar (truncated or changed)"
     steps, total = final_steps(sweep)
@@ -331,9 +326,7 @@ def test_sigkill_in_mid_consolidation_leaves_no_partial_file_and_the_requeued_jo
         visible = sorted(p.name for p in shared_ckpt.iterdir())
         assert source.name not in visible and temp.name in visible  # only the killed writer's temp
         assert sha256_file(source) == read_sidecar(source)  # the scratch copy is kept, whole
-    rc, out = sweep.finish()
-    assert rc == 0, out[-4000:]
-    log = sweep.rank0_log()
+    log = sweep.succeeded()
     (resumed,) = resumes(log)
     steps, total = final_steps(sweep)
     print(

@@ -11,21 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sliver import SLIVER
 
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[2]
-# A few steps on a sliver of the real data: the wiring is under test, not the model.
-TINY = (
-    "debug=fast",
-    "data=rna3d",
-    "data.fraction=0.02",
-    "data.max_length=40",
-    "data.val_max_length=64",
-    "data.batch_size=2",
-    "data.val_batch_size=2",
-    "hydra.launcher.timeout_min=10",
-)
+TINY = ("debug=fast", *SLIVER)
 
 
 def train(cwd: Path, data_dir: Path, *overrides: str, timeout: float = 540) -> subprocess.CompletedProcess:

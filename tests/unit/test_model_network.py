@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from batches import make_batch, random_chain
 
 from rna_hpc.config.schema import GeneratorConfig, HeadsConfig, MergerConfig, TrunkConfig
 from rna_hpc.errors import ConfigError, InputError, TrainingFailed
@@ -20,46 +21,6 @@ TINY = {
     "merger": {"single_in": 36, "c_cond": 32},
     "generator": {"c_a": 32, "n_blocks": 1, "n_heads": 4, "n_steps": 4, "n_samples": 2},
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: more intra-op threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def chain(n: int, rng: np.random.Generator) -> np.ndarray:
-    """A random C1' trace with 5.6 A steps."""
-    steps = rng.normal(size=(n, 3))
-    return np.cumsum(5.6 * steps / np.linalg.norm(steps, axis=1, keepdims=True), axis=0)
-
-
-def make_batch(lengths: list[int], seed: int = 0) -> dict:
-    """A padded batch per docs/architecture.md: random sequences and chains, a short stem in the pair features."""
-    rng = np.random.default_rng(seed)
-    b, w = len(lengths), max(lengths)
-    batch = {
-        "target_id": [f"t{i}" for i in range(b)],
-        "seq": torch.full((b, w), 4),
-        "mask": torch.zeros(b, w, dtype=torch.bool),
-        "coords": torch.zeros(b, w, 3),
-        "coord_mask": torch.zeros(b, w, dtype=torch.bool),
-        "pair_feats": torch.zeros(b, w, w, 2),
-        "residue_index": torch.zeros(b, w, dtype=torch.long),
-        "length": torch.tensor(lengths),
-    }
-    for i, n in enumerate(lengths):
-        batch["seq"][i, :n] = torch.from_numpy(rng.integers(0, 4, n))
-        batch["mask"][i, :n] = True
-        batch["coords"][i, :n] = torch.tensor(chain(n, rng), dtype=torch.float32)
-        batch["coord_mask"][i, :n] = True
-        batch["residue_index"][i, :n] = torch.arange(n)
-        for k in range(3):  # residues k and n-1-k pair
-            batch["pair_feats"][i, k, n - 1 - k] = batch["pair_feats"][i, n - 1 - k, k] = 1.0
-    return batch
 
 
 def tiny_net(seed: int = 0, **trunk) -> RNA3DNet:
@@ -155,7 +116,7 @@ def test_template_priors_never_use_the_target_itself_nor_a_near_duplicate_in_tra
     seq = "".join(rng.choice(list("ACGU"), 30))
     near = seq[:27] + "".join("A" if c != "A" else "C" for c in seq[27:])  # 90 % identical
     remote = seq[:15] + "".join(rng.choice(list("ACGU"), 15))  # half identical
-    chains = {"self": chain(30, rng), "near": chain(30, rng), "remote": chain(30, rng)}
+    chains = {"self": random_chain(30, rng), "near": random_chain(30, rng), "remote": random_chain(30, rng)}
     samples = [
         {"target_id": t, "sequence": s, "coords": chains[t][None]}
         for t, s in (("self", seq), ("near", near), ("remote", remote))

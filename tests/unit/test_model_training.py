@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from batches import make_batch
 from torch.utils.data import DataLoader
 
 from rna_hpc.errors import CheckpointError
@@ -29,40 +30,6 @@ OPTIM = {
     "warmup_steps": 2,
     "min_lr_ratio": 0.1,
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: more intra-op threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_batch(lengths: list[int], seed: int = 0) -> dict:
-    """A padded batch per docs/architecture.md: random sequences, random 5.6 A-step chains, one short stem."""
-    rng = np.random.default_rng(seed)
-    b, w = len(lengths), max(lengths)
-    batch = {
-        "target_id": [f"s{seed}_{i}" for i in range(b)],
-        "seq": torch.full((b, w), 4),
-        "mask": torch.zeros(b, w, dtype=torch.bool),
-        "coords": torch.zeros(b, w, 3),
-        "coord_mask": torch.zeros(b, w, dtype=torch.bool),
-        "pair_feats": torch.zeros(b, w, w, 2),
-        "residue_index": torch.zeros(b, w, dtype=torch.long),
-        "length": torch.tensor(lengths),
-    }
-    for i, n in enumerate(lengths):
-        steps = rng.normal(size=(n, 3))
-        batch["coords"][i, :n] = torch.tensor(np.cumsum(5.6 * steps / np.linalg.norm(steps, axis=1)[:, None], 0))
-        batch["seq"][i, :n] = torch.from_numpy(rng.integers(0, 4, n))
-        batch["mask"][i, :n] = batch["coord_mask"][i, :n] = True
-        batch["residue_index"][i, :n] = torch.arange(n)
-        for k in range(3):
-            batch["pair_feats"][i, k, n - 1 - k] = batch["pair_feats"][i, n - 1 - k, k] = 1.0
-    return batch
 
 
 BATCHES = [make_batch([16, 12], 0), make_batch([14, 10], 1)]

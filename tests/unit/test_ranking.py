@@ -8,22 +8,10 @@ import gemmi
 import numpy as np
 import pytest
 import torch
+from batches import random_chain
 
 from rna_hpc.evaluation.ranking import consensus_scores, rank_candidates, similarity_matrix, source_of
 from rna_hpc.geometry import aform_helix
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def random_chain(n: int, rng: np.random.Generator) -> np.ndarray:
-    steps = rng.normal(size=(n, 3))
-    return np.cumsum(5.6 * steps / np.linalg.norm(steps, axis=1, keepdims=True), axis=0)
 
 
 def jitter(xyz: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:

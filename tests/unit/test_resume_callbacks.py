@@ -18,7 +18,13 @@ from rna_hpc.checkpoint.manifest import read_manifest, verify_manifest
 from rna_hpc.checkpoint.rng import RandomState
 from rna_hpc.data.sampler import LengthBucketSampler, ResumableDataLoader, training_position
 from rna_hpc.errors import ConfigError
-from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint, checkpoint_now
+from rna_hpc.job.callbacks import (
+    ConsolidateCallback,
+    GracefulPreemption,
+    PeriodicCheckpoint,
+    ValidateAtMaxSteps,
+    checkpoint_now,
+)
 from rna_hpc.job.identity import RunIdentity
 from rna_hpc.job.resume import find_resume_checkpoint
 from rna_hpc.launch.env import JobContext
@@ -58,11 +64,11 @@ def _loader() -> DataLoader:
     return DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4)
 
 
-def _fit(run_dir: Path, callbacks: list, max_steps: int, ckpt_path: Path | None = None) -> pl.Trainer:
-    trainer = pl.Trainer(
+def _trainer(run_dir: Path, callbacks: list, **kwargs) -> pl.Trainer:
+    """A quiet one-process CPU trainer: no logger, no default checkpointing, atomic checkpoint IO."""
+    return pl.Trainer(
         accelerator="cpu",
         devices=1,
-        max_steps=max_steps,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -70,7 +76,12 @@ def _fit(run_dir: Path, callbacks: list, max_steps: int, ckpt_path: Path | None 
         plugins=[AtomicCheckpointIO()],
         callbacks=callbacks,
         default_root_dir=run_dir,
+        **kwargs,
     )
+
+
+def _fit(run_dir: Path, callbacks: list, max_steps: int, ckpt_path: Path | None = None) -> pl.Trainer:
+    trainer = _trainer(run_dir, callbacks, max_steps=max_steps)
     trainer.fit(TinyMLP(), train_dataloaders=_loader(), ckpt_path=ckpt_path)
     return trainer
 
@@ -206,17 +217,8 @@ class Interrupt(pl.Callback):
 
 def _fit_noisy(run_dir: Path, callbacks: list, ckpt_path: Path | None = None, limit: int | None = None) -> nn.Module:
     pl.seed_everything(3, verbose=False)
-    trainer = pl.Trainer(
-        max_epochs=3,
-        limit_train_batches=limit,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        plugins=[AtomicCheckpointIO()],
-        callbacks=[PeriodicCheckpoint(run_dir / "ckpt", every_n_steps=3), RandomState(), *callbacks],
-        default_root_dir=run_dir,
-    )
+    callbacks = [PeriodicCheckpoint(run_dir / "ckpt", every_n_steps=3), RandomState(), *callbacks]
+    trainer = _trainer(run_dir, callbacks, max_epochs=3, limit_train_batches=limit)
     model = NoisyMLP()
     trainer.fit(model, datamodule=ResumableData(), ckpt_path=ckpt_path)
     return trainer.global_step, model
@@ -251,3 +253,20 @@ def test_resumed_fit_without_saved_random_states_differs(tmp_path: Path) -> None
     torch.save(checkpoint, tmp_path / "no_rng.ckpt")
     _, resumed = _fit_noisy(tmp_path / "b", [], ckpt_path=tmp_path / "no_rng.ckpt")
     assert not all(torch.equal(a, b) for a, b in zip(uninterrupted.parameters(), resumed.parameters(), strict=True))
+
+
+class ValidatedMLP(TinyMLP):
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val/loss", nn.functional.mse_loss(self.net(x), y))
+
+
+@pytest.mark.parametrize("validate_at_max_steps", [False, True])
+def test_a_step_budget_ending_in_mid_epoch_validates_the_final_weights(
+    tmp_path: Path, validate_at_max_steps: bool
+) -> None:
+    callbacks = [ValidateAtMaxSteps()] if validate_at_max_steps else []
+    trainer = _trainer(tmp_path, callbacks, max_steps=6, num_sanity_val_steps=0)  # 16 batches per epoch
+    trainer.fit(ValidatedMLP(), train_dataloaders=_loader(), val_dataloaders=_loader())
+    assert trainer.global_step == 6
+    assert ("val/loss" in trainer.callback_metrics) is validate_at_max_steps  # Lightning alone skips it
