@@ -24,7 +24,8 @@ def _model_details(temperature: float, max_bp_span: int) -> RNA.md:
     return md
 
 
-def _dot_bracket_partners(structure: str) -> np.ndarray:
+def dot_bracket_partners(structure: str) -> np.ndarray:
+    """[L] int64: the 0-based partner of each residue in a dot-bracket string, -1 if unpaired."""
     partners = np.full(len(structure), -1, dtype=np.int64)
     stack: list[int] = []
     for i, c in enumerate(structure):
@@ -41,7 +42,7 @@ def mfe_pairs(sequence: str, temperature: float = 37.0, max_bp_span: int = -1) -
     if not sequence:
         return np.zeros(0, dtype=np.int64)
     structure, _ = RNA.fold_compound(sequence, _model_details(temperature, max_bp_span)).mfe()
-    return _dot_bracket_partners(structure)
+    return dot_bracket_partners(structure)
 
 
 def _pair_matrix(partners: np.ndarray) -> np.ndarray:
@@ -59,7 +60,7 @@ def _features(sequence: str, temperature: float, use_bpp: bool, max_bp_span: int
         return feats
     fc = RNA.fold_compound(sequence, _model_details(temperature, max_bp_span))
     structure, mfe = fc.mfe()
-    feats[..., 1] = _pair_matrix(_dot_bracket_partners(structure))
+    feats[..., 1] = _pair_matrix(dot_bracket_partners(structure))
     if use_bpp:
         fc.exp_params_rescale(mfe)
         fc.pf()

@@ -7,21 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import RNA
 
+from rna_hpc.data.features import dot_bracket_partners, mfe_pairs
 from rna_hpc.errors import InputError
 from rna_hpc.geometry import PAIR_DISTANCE, aform_helix, check_pairs, ss_model_coords, stems_from_pairs
-
-
-def _pairs(dot_bracket: str) -> np.ndarray:
-    pairs, stack = np.full(len(dot_bracket), -1), []
-    for i, c in enumerate(dot_bracket):
-        if c == "(":
-            stack.append(i)
-        elif c == ")":
-            j = stack.pop()
-            pairs[i], pairs[j] = j, i
-    return pairs
 
 
 def _val_sequences(rna3d_dir: Path, n: int) -> list[str]:
@@ -52,7 +41,7 @@ def test_aform_helix_geometry() -> None:
 
 def test_ss_model_geometry_on_real_sequences(rna3d_dir: Path) -> None:
     for seq in _val_sequences(rna3d_dir, 3):
-        pairs = _pairs(RNA.fold_compound(seq).mfe()[0])
+        pairs = mfe_pairs(seq)
         xyz = ss_model_coords(seq, pairs)
         assert xyz.shape == (len(seq), 3) and np.isfinite(xyz).all()
         steps = _steps(xyz)
@@ -66,7 +55,7 @@ def test_ss_model_geometry_on_real_sequences(rna3d_dir: Path) -> None:
 
 def test_ss_model_deterministic_without_rng_and_varied_with_one(rna3d_dir: Path) -> None:
     seq = _val_sequences(rna3d_dir, 1)[0]
-    pairs = _pairs(RNA.fold_compound(seq).mfe()[0])
+    pairs = mfe_pairs(seq)
     a, b = ss_model_coords(seq, pairs), ss_model_coords(seq, pairs)
     assert np.array_equal(a, b)
     c = ss_model_coords(seq, pairs, np.random.default_rng(3))
@@ -78,7 +67,7 @@ def test_ss_model_deterministic_without_rng_and_varied_with_one(rna3d_dir: Path)
 
 def test_hairpin_stem_is_an_aform_duplex() -> None:
     seq = "GGGGCGAAAGCCCC"
-    pairs = _pairs("((((((..))))))")
+    pairs = dot_bracket_partners("((((((..))))))")
     xyz = ss_model_coords(seq, pairs)
     strand = xyz[:6]
     assert np.allclose(_steps(strand), _steps(aform_helix(6)), atol=1e-6)
