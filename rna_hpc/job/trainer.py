@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from typing import Any
@@ -16,10 +17,12 @@ from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
 from rna_hpc.job.identity import RunIdentity
 from rna_hpc.launch.env import JobContext
 
-# Noise in every job log: Lightning 2.6 still builds torch's LeafSpec (deprecated in torch 2.13), and on a host with
-# Slurm a local run (the basic launcher) is told to prepend `srun`, which the Slurm launcher already does.
+# Noise in every job log: Lightning 2.6 still builds torch's LeafSpec (deprecated in torch 2.13), on a host with
+# Slurm a local run (the basic launcher) is told to prepend `srun`, which the Slurm launcher already does, and every
+# Trainer advertises a hosted logger.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
 warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "litlogger" not in str(record.msg))
 
 
 def run_info(cfg: DictConfig, identity: RunIdentity) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""Training with stderr not a terminal (a Slurm log file) prints plain progress lines, never carriage returns."""
+"""Training with stderr not a terminal (a Slurm log file) prints plain progress lines, never carriage returns.
+
+Nor the noise every run would repeat: library warnings and advertisements.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ def test_plain_periodic_progress_lines_without_carriage_returns(tmp_path: Path) 
     assert proc.returncode == 0, text[-3000:]
     assert "\r" not in text
     assert "it/s]" not in text  # no Lightning progress bar
+    assert "Warning" not in text and "litlogger" not in text, text[-3000:]
     found = [m for m in (LINE.search(line) for line in text.splitlines()) if m]
     assert [int(m["step"]) for m in found] == [1, 2, 3], text[-3000:]
     assert {m["total"] for m in found} == {"3"}
