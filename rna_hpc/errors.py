@@ -34,3 +34,9 @@ class TrainingFailed(RnaHpcError):
     """A run finished but must be reported as failed (non-finite loss, below the baseline)."""
 
     exit_code = 1
+
+
+class RequeueLimitReached(RnaHpcError):
+    """A Slurm job restarted more often than its launcher allows; it stops instead of resuming again."""
+
+    exit_code = 1

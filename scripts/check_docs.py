@@ -302,6 +302,7 @@ ERROR_CLASSES = {
     "CheckpointError",
     "SweepConfigError",
     "SweepRejected",
+    "RequeueLimitReached",
     "TrainingFailed",
     "UnsetEnvironmentVariable",
 }

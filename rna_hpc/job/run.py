@@ -22,7 +22,7 @@ from rna_hpc.errors import ConfigError, TrainingFailed
 from rna_hpc.job.identity import RunIdentity
 from rna_hpc.job.resume import check_config_compatible, find_resume_checkpoint
 from rna_hpc.job.trainer import build_trainer
-from rna_hpc.launch.env import JobContext, check_world_size, export_torch_distributed_env
+from rna_hpc.launch.env import JobContext, check_requeue_limit, check_world_size, export_torch_distributed_env
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +137,12 @@ def run_training(cfg: DictConfig) -> float:
     export_torch_distributed_env(ctx)
     check_world_size(ctx, cfg.trainer.devices, cfg.trainer.num_nodes)
     torch.set_num_threads(ctx.torch_threads)
-    identity = RunIdentity.from_hydra(cfg, HydraConfig.get())
+    hydra_cfg = HydraConfig.get()
+    identity = RunIdentity.from_hydra(cfg, hydra_cfg)
     if ctx.is_global_zero:
         (identity.shared_dir / "error.json").unlink(missing_ok=True)  # a requeued attempt starts clean
     try:
+        check_requeue_limit(ctx, hydra_cfg.launcher.get("max_num_preemptions"))
         return fit(cfg, ctx, identity)
     except Exception as err:
         if ctx.is_global_zero:

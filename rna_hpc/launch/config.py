@@ -35,6 +35,9 @@ class RnaHpcSlurmQueueConf(SlurmQueueConf):
     python: str | None = None
     # extra arguments of the srun line that starts the tasks
     srun_args: list[str] | None = None
+    # restarts for other causes than the time limit (preemption, scontrol requeue, node failure) before a job stops
+    # instead of resuming; None: no limit
+    max_num_preemptions: int | None = 10
 
 
 @dataclass

@@ -11,8 +11,9 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from rna_hpc.errors import ConfigError
+from rna_hpc.errors import ConfigError, RequeueLimitReached
 
 _INTERACTIVE_JOB_NAMES = ("bash", "interactive")  # Lightning treats these allocations as not-Slurm
 
@@ -42,6 +43,7 @@ class JobContext:
     array_job_id: str | None = None
     array_task_id: str | None = None
     restart_count: int = 0  # SLURM_RESTART_COUNT: how often Slurm requeued this job
+    timeout_requeues: int = 0  # how many of those requeues submitit made at the time limit
     node_list: str | None = None
     hostname: str = ""
     is_slurm: bool = False
@@ -112,11 +114,35 @@ class JobContext:
             array_job_id=job.array_job_id,
             array_task_id=job.array_task_id,
             restart_count=_int(env, "SLURM_RESTART_COUNT", 0),
+            timeout_requeues=_timeout_requeues(job.paths.submitted_pickle),
             node_list=env.get("SLURM_JOB_NODELIST") or None,
             hostname=job.hostname,
             is_slurm=job.cluster == "slurm",
             is_submitit=True,
             cpus_per_task=_int(env, "SLURM_CPUS_PER_TASK", 0) or None,
+        )
+
+
+def _timeout_requeues(submitted_pickle: Path) -> int:
+    """Time-limit requeues so far: submitit counts ``max_num_timeout`` down in the job's pickle at each one."""
+    from submitit.core.utils import DelayedSubmission
+
+    delayed = DelayedSubmission.load(submitted_pickle)
+    allowed = getattr(delayed.function, "params", {}).get("max_num_timeout", 0)
+    return max(0, allowed - delayed._timeout_countdown)
+
+
+def check_requeue_limit(ctx: JobContext, max_num_preemptions: int | None) -> None:
+    """Raise RequeueLimitReached when Slurm restarted this job too often for other causes than its time limit.
+
+    Preemption, ``scontrol requeue`` and a node failure each count; ``None`` allows any number.
+    """
+    preemptions = ctx.restart_count - ctx.timeout_requeues
+    if max_num_preemptions is not None and preemptions > max_num_preemptions:
+        raise RequeueLimitReached(
+            f"job {ctx.job_id} was requeued {preemptions} times by preemption or scontrol requeue "
+            f"(hydra.launcher.max_num_preemptions={max_num_preemptions}): not resuming; its checkpoints are kept "
+            "on shared storage"
         )
 
 

@@ -117,8 +117,9 @@ def time_problems(params: dict[str, Any]) -> list[str]:
             f"hydra.launcher.signal_delay_s: is {delay}, must be below the time limit "
             f"({timeout_min} min = {timeout_min * 60} s) or the job is killed before it can requeue"
         )
-    if (params.get("max_num_timeout") or 0) < 0:
-        problems.append("hydra.launcher.max_num_timeout: must be >= 0")
+    for key in ("max_num_timeout", "max_num_preemptions"):
+        if (params.get(key) or 0) < 0:
+            problems.append(f"hydra.launcher.{key}: must be >= 0")
     if "array_parallelism" in params and params["array_parallelism"] < 1:
         problems.append("hydra.launcher.array_parallelism: must be >= 1")
     return problems

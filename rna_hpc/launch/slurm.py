@@ -232,7 +232,7 @@ class _ValidatingLauncher:
         update = {
             k if k in generic else f"{self._EXECUTOR}_{k}": v
             for k, v in params.items()
-            if k not in ("submitit_folder", "max_num_timeout")
+            if k not in ("submitit_folder", "max_num_timeout", "max_num_preemptions")
         }
         if self.srun_args:
             update[f"{self._EXECUTOR}_srun_args"] = self.srun_args
@@ -362,6 +362,14 @@ def _minutes(timeout_min: int) -> str:
     return f"{timeout_min // 60}:{timeout_min % 60:02d}:00"
 
 
+def _requeues(params: dict[str, Any]) -> str:
+    text = f"requeues {params.get('max_num_timeout', 0)}"
+    if "max_num_preemptions" not in params:  # the local launcher: no Slurm to preempt it
+        return text
+    preemptions = params["max_num_preemptions"]
+    return f"{text} on timeout / {'any' if preemptions is None else preemptions} on preemption"
+
+
 def sweep_summary(groups: Sequence[ShapeGroup], executor: str) -> str:
     """One screen: jobs x nodes x tasks per array, time limits, and the core/GPU-hours if every job used its limit."""
     n_jobs = sum(len(g.jobs) for g in groups)
@@ -377,7 +385,7 @@ def sweep_summary(groups: Sequence[ShapeGroup], executor: str) -> str:
         where = f"partition {p['partition']}" if p.get("partition") else "default partition"
         lines.append(
             f"  [{i}] {len(g.jobs)} job(s) x {nodes} node(s) x {tasks} task(s) x {cpus} cpu(s), {gpus} gpu(s)/node, "
-            f"time limit {_minutes(minutes)}, requeues {p.get('max_num_timeout', 0)}, {where}: jobs {nums}"
+            f"time limit {_minutes(minutes)}, {_requeues(p)}, {where}: jobs {nums}"
         )
         lines.append(f"      submitit folder {os.path.abspath(str(p.get('submitit_folder')))}")
     lines.append(f"  budget at the time limits: {core_h:.2f} core-hours, {gpu_h:.2f} GPU-hours")

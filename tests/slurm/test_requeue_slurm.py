@@ -1,5 +1,6 @@
 """Training jobs that survive the cluster: ``scontrol requeue``, USR2, a real time limit, a wiped scratch dir, a
-truncated checkpoint and a SIGKILL in mid-consolidation, each on the real local Slurm with a sliver of the real data.
+truncated checkpoint and a SIGKILL in mid-consolidation, each on the real local Slurm with a sliver of the real data;
+and a job preempted more often than its launcher allows, which stops.
 
 Each test starts ``python -m rna_hpc.train -m launcher=slurm`` (one job) in the background, interferes with the job
 at a step boundary it waits for, and checks that the job finishes with the optimizer steps of an uninterrupted run
@@ -9,6 +10,7 @@ prints the work lost per interruption, which must stay within one checkpoint int
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -70,9 +72,10 @@ class Sweep:
         return found[0] if found else None
 
     def _job_folder(self) -> Path | None:
-        folders = self.cwd.glob("outputs/shared/submitit/train/*/*")
+        """The newest submission's job folder (``submitit/train/<time>/<job id>``)."""
+        folders = sorted(self.cwd.glob("outputs/shared/submitit/train/*/*"))
         found = [p for p in folders if re.fullmatch(r"\d+(_\d+)?", p.name) and any(p.glob("*_submitted.pkl"))]
-        return found[0] if found else None
+        return found[-1] if found else None
 
     @property
     def job_id(self) -> str:
@@ -214,6 +217,41 @@ def test_usr2_checkpoints_then_requeues_and_the_job_finishes(
     assert "this job is timed-out" in log and re.search(r"Requeued job \S+ \(2 remaining timeouts\)", log)
     assert max(lost_steps(log)) <= 1 and steps == total
     assert list(wait_final(tmp_path, 1).values()) == ["COMPLETED"]
+
+
+def test_a_job_preempted_more_often_than_allowed_stops_and_keeps_its_checkpoints(
+    tmp_path: Path, start_sweep: Callable, wait_final: Callable
+) -> None:
+    sweep = start_sweep(tmp_path, "trainer.max_epochs=100", "hydra.launcher.max_num_preemptions=1")
+    sweep.wait_for_step(EVERY)
+    requeue(sweep.job_id)  # the one preemption allowed: the job resumes
+    (_, resumed), *_ = _poll(lambda: resumes(sweep.rank0_log()), 300, "the first requeued attempt to resume")
+    sweep.wait_for_step(resumed + EVERY)  # training again
+    requeue(sweep.job_id)  # one too many: the next attempt stops before training
+    rc, out = sweep.finish()
+    error = json.loads((sweep.shared_dir / "error.json").read_text())
+    saved = safe_torch_load(sweep.shared_dir / "ckpt" / "last.ckpt")["global_step"]
+    print(
+        f"max_num_preemptions=1, requeued twice: exit code {rc}, {error['type']} after {error['restart_count']} "
+        f"restarts; the shared copy keeps step {saved} of the run"
+    )
+    assert rc != 0 and len(resumes(sweep.rank0_log())) == 1
+    assert error["type"] == "RequeueLimitReached" and error["restart_count"] == 2
+    limit = "requeued 2 times by preemption or scontrol requeue (hydra.launcher.max_num_preemptions=1)"
+    assert limit in error["message"]
+    assert "1 of 1 job(s) failed" in out and saved >= EVERY and verify_manifest(sweep.shared_dir) == []
+    assert list(wait_final(tmp_path, 1).values()) == ["COMPLETED"]  # the error is its result: no further attempt
+    first_job = sweep.job_id
+    again = start_sweep(  # the same sweep dir, a higher limit: the run goes on from its checkpoints
+        tmp_path,
+        "trainer.max_epochs=100",
+        f"hydra.sweep.dir={sweep.run_dir.parent}",
+        "hydra.launcher.max_num_preemptions=5",
+    )
+    _poll(lambda: again.job_id != first_job, 120, "the new submission")
+    ((_, step),) = _poll(lambda: resumes(again.rank0_log()), 300, "the resubmitted job to resume")
+    print(f"submitted again with max_num_preemptions=5: resumed from step {step}")
+    assert step >= saved
 
 
 def step_times(log: str) -> list[float]:

@@ -12,9 +12,9 @@ import pytest
 import submitit
 from omegaconf import OmegaConf
 
-from rna_hpc.errors import ConfigError
+from rna_hpc.errors import ConfigError, RequeueLimitReached
 from rna_hpc.job.identity import RunIdentity
-from rna_hpc.launch.env import JobContext, check_world_size
+from rna_hpc.launch.env import JobContext, _timeout_requeues, check_requeue_limit, check_world_size
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -146,6 +146,30 @@ def test_job_context_inside_a_real_submitit_job(tmp_path: Path) -> None:
     assert [c.global_rank for c in contexts] == [0, 1]
     assert all(c.is_submitit and not c.is_slurm and c.world_size == 2 for c in contexts)
     assert contexts[0].job_id == job.job_id and contexts[1].local_rank == 1
+    assert all(c.restart_count == c.timeout_requeues == 0 for c in contexts)
     check_world_size(contexts[0], devices=2, num_nodes=1)
     with pytest.raises(ConfigError, match="but the job runs 2 tasks"):
         check_world_size(contexts[0], devices=1, num_nodes=1)
+
+
+class _Launcher:
+    """What submitit pickles for a job of the Slurm launcher: a callable that keeps its executor parameters."""
+
+    params = {"max_num_timeout": 3}
+
+    def __call__(self) -> None:
+        pass
+
+
+def test_requeues_are_split_into_time_limit_and_preemption(tmp_path: Path) -> None:
+    delayed = submitit.core.utils.DelayedSubmission(_Launcher())
+    delayed._timeout_countdown = 1  # submitit counts down from max_num_timeout at each time-limit requeue
+    delayed.dump(tmp_path / "7_submitted.pkl")
+    assert _timeout_requeues(tmp_path / "7_submitted.pkl") == 2
+    ctx = JobContext(job_id="7", restart_count=5, timeout_requeues=2, is_slurm=True)  # 3 preemptions
+    for allowed in (3, 10, None):
+        check_requeue_limit(ctx, allowed)
+    with pytest.raises(RequeueLimitReached) as err:
+        check_requeue_limit(ctx, 2)
+    assert str(err.value).startswith("job 7 was requeued 3 times by preemption or scontrol requeue")
+    assert "hydra.launcher.max_num_preemptions=2" in str(err.value)

@@ -65,6 +65,14 @@ def test_signal_delay_must_be_below_the_time_limit() -> None:
     assert "timeout_min: must be >= 1" in preflight.time_problems(params(timeout_min=0, signal_delay_s=None))[0]
 
 
+def test_requeue_limits_must_not_be_negative() -> None:
+    assert preflight.time_problems(params(max_num_preemptions=None)) == []  # no limit
+    assert preflight.time_problems(params(max_num_timeout=-1, max_num_preemptions=-2)) == [
+        "hydra.launcher.max_num_timeout: must be >= 0",
+        "hydra.launcher.max_num_preemptions: must be >= 0",
+    ]
+
+
 @pytest.mark.parametrize(
     ("p", "key"),
     [
