@@ -123,8 +123,12 @@ class Sweep:
             self.process.communicate(timeout=60)
 
     def rank0_log(self) -> str:
+        return self.rank_log(0)
+
+    def rank_log(self, rank: int) -> str:
+        """The job log of one rank (stdout and stderr of every attempt)."""
         folder = _poll(self._job_folder, 120, "the submitit job folder")
-        return "".join(p.read_text() for p in sorted(folder.glob(f"{self.job_id}_0_log.*")))
+        return "".join(p.read_text() for p in sorted(folder.glob(f"{self.job_id}_{rank}_log.*")))
 
 
 @pytest.fixture
@@ -201,10 +205,11 @@ def test_scontrol_requeue_resumes_a_ddp_job_from_its_periodic_checkpoint(
     assert list(wait_final(tmp_path, 1).values()) == ["COMPLETED"]
 
 
-def test_usr2_checkpoints_then_requeues_and_the_job_finishes(
+def test_usr2_checkpoints_on_rank_0_then_requeues_and_the_ddp_job_finishes(
     tmp_path: Path, start_sweep: Callable, wait_final: Callable
 ) -> None:
-    sweep = start_sweep(tmp_path, "trainer.max_epochs=4", "checkpoint.every_n_steps=100")
+    ddp = ("trainer=ddp", "trainer.devices=2")
+    sweep = start_sweep(tmp_path, *ddp, "trainer.max_epochs=6", "checkpoint.every_n_steps=100")
     _poll(lambda: len(progress(sweep.rank0_log())) >= 3, 300, "three optimizer steps")
     subprocess.run(["scancel", "--signal=USR2", sweep.job_id], check=True, timeout=30)  # what the time limit sends
     log = sweep.succeeded()
@@ -215,6 +220,7 @@ def test_usr2_checkpoints_then_requeues_and_the_job_finishes(
         f"{steps} steps, {total} uninterrupted"
     )
     assert "this job is timed-out" in log and re.search(r"Requeued job \S+ \(2 remaining timeouts\)", log)
+    assert "Not checkpointing nor requeuing since I am a slave (procid=1)" in sweep.rank_log(1)  # no save, no hang
     assert max(lost_steps(log)) <= 1 and steps == total
     assert list(wait_final(tmp_path, 1).values()) == ["COMPLETED"]
 
