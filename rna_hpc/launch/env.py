@@ -104,6 +104,7 @@ class JobContext:
 
         job = submitit.JobEnvironment()
         env = os.environ
+        restarts = _int(env, "SLURM_RESTART_COUNT", 0)
         return cls(
             global_rank=job.global_rank,
             local_rank=job.local_rank,
@@ -113,8 +114,8 @@ class JobContext:
             job_id=job.job_id,
             array_job_id=job.array_job_id,
             array_task_id=job.array_task_id,
-            restart_count=_int(env, "SLURM_RESTART_COUNT", 0),
-            timeout_requeues=_timeout_requeues(job.paths.submitted_pickle),
+            restart_count=restarts,
+            timeout_requeues=_timeout_requeues(job.paths.submitted_pickle) if restarts else 0,
             node_list=env.get("SLURM_JOB_NODELIST") or None,
             hostname=job.hostname,
             is_slurm=job.cluster == "slurm",

@@ -188,7 +188,7 @@ def final_steps(sweep: Sweep) -> tuple[int, int]:
 def test_scontrol_requeue_resumes_a_ddp_job_from_its_periodic_checkpoint(
     tmp_path: Path, start_sweep: Callable, wait_final: Callable
 ) -> None:
-    sweep = start_sweep(tmp_path, "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=10")
+    sweep = start_sweep(tmp_path, "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=40")  # outlasts KillWait
     sweep.wait_for_step(2 * EVERY)
     requeue(sweep.job_id)  # as a preemption: SIGTERM (ignored by submitit), SIGKILL after KillWait
     log = sweep.succeeded()
@@ -200,7 +200,7 @@ def test_scontrol_requeue_resumes_a_ddp_job_from_its_periodic_checkpoint(
         f"scontrol requeue: resumed from step {resumed[1]} ({Path(resumed[0]).name}), lost {lost_steps(log)} "
         f"step(s) (interval {EVERY}); {steps} steps, {total} uninterrupted; Slurm restarts {restarts}"
     )
-    assert resumed[0].startswith(str(sweep.run_dir)) and max(lost_steps(log)) <= EVERY
+    assert resumed[0].startswith(str(sweep.run_dir)) and max(lost_steps(log)) <= EVERY and resumed[1] < total
     assert steps == total and restarts == 1 and verify_manifest(sweep.shared_dir) == []
     assert list(wait_final(tmp_path, 1).values()) == ["COMPLETED"]
 
