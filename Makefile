@@ -31,7 +31,7 @@ demo: install ## The main job: train on the embedded synthetic set, predict PDB 
 	@echo "TM-score report:  $(DEMO)/evaluate/report.md ($(DEMO)/evaluate/evaluation.json)"
 
 test: install ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
-	SLURM_LOCAL_NODES=2 bash slurm/start.sh
+	SLURM_LOCAL_NODES=2 SLURM_LOCAL_GPUS=2 bash slurm/start.sh
 	$(PYTEST) tests
 
 test-fast: install ## Everything but the Slurm layer
@@ -49,7 +49,7 @@ format: install ## ruff fix + format
 	$(VENV)/bin/ruff format .
 
 slurm-up: ## Start the local Slurm cluster (root; 2 nodes on this host)
-	SLURM_LOCAL_NODES=2 bash slurm/start.sh
+	SLURM_LOCAL_NODES=2 SLURM_LOCAL_GPUS=2 bash slurm/start.sh
 
 slurm-down: ## Stop exactly the daemons slurm-up started
 	bash slurm/stop.sh

@@ -10,12 +10,20 @@
 #   SLURM_LOCAL_NODES       compute nodes; >1 starts one `slurmd -N nodeK` per node on loopback (default 1)
 #   SLURM_LOCAL_CPUS        CPUs declared per node (default: nproc; several nodes oversubscribe the cores)
 #   SLURM_LOCAL_ACCOUNTING  1 = slurmdbd + MariaDB (sacct works), 0 = none (sacct fails)   (default 1)
+#   SLURM_LOCAL_GPUS        GPUs declared per node as generic resources (stand-in character devices, never opened;
+#                           Slurm schedules and binds them, sets CUDA_VISIBLE_DEVICES)    (default 0)
+#   SLURM_LOCAL_MAX_ARRAY_SIZE  MaxArraySize: larger sweeps are split into several arrays   (default 1001)
+#
+# Besides the default partition `debug` there is `parked`: the same nodes, State=DOWN, so jobs submitted to it queue
+# and never start (submission benchmarks and tests of what reaches the queue).
 set -euo pipefail
 
 DIR=${SLURM_LOCAL_DIR:-${TMPDIR:-/tmp}/rna-hpc-slurm}
 NODES=${SLURM_LOCAL_NODES:-1}
 CPUS=${SLURM_LOCAL_CPUS:-$(nproc)}
 ACCT=${SLURM_LOCAL_ACCOUNTING:-1}
+GPUS=${SLURM_LOCAL_GPUS:-0}
+MAX_ARRAY=${SLURM_LOCAL_MAX_ARRAY_SIZE:-1001}
 HERE=$(cd "$(dirname "$0")" && pwd)
 H=$(hostname -s)
 MEM_MB=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) * 8 / 10 / 1024)) # 80 % of RAM, declared per node
@@ -33,6 +41,8 @@ die() {
 [[ "$NODES" =~ ^[1-9][0-9]*$ ]] || die "SLURM_LOCAL_NODES must be a positive integer, got '$NODES'"
 [[ "$CPUS" =~ ^[1-9][0-9]*$ ]] || die "SLURM_LOCAL_CPUS must be a positive integer, got '$CPUS'"
 [[ "$ACCT" =~ ^[01]$ ]] || die "SLURM_LOCAL_ACCOUNTING must be 0 or 1, got '$ACCT'"
+[[ "$GPUS" =~ ^[0-9]+$ ]] || die "SLURM_LOCAL_GPUS must be a non-negative integer, got '$GPUS'"
+[[ "$MAX_ARRAY" =~ ^[1-9][0-9]*$ ]] || die "SLURM_LOCAL_MAX_ARRAY_SIZE must be a positive integer, got '$MAX_ARRAY'"
 
 # ---- 1. packages ----------------------------------------------------------------------------------------------
 pkgs=(slurm-wlm slurmctld slurmd slurm-client munge)
@@ -58,15 +68,29 @@ for n in $H $NODE_NAMES; do
 done
 
 # ---- 3. config ------------------------------------------------------------------------------------------------
+GRES=""
+[ "$GPUS" -gt 0 ] && GRES=" Gres=gpu:$GPUS"
 node_lines() {
   if [ "$NODES" -gt 1 ]; then
     for k in $(seq 1 "$NODES"); do
-      echo "NodeName=node$k NodeHostname=$H NodeAddr=127.0.0.1 Port=$((17000 + k)) CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN"
+      echo "NodeName=node$k NodeHostname=$H NodeAddr=127.0.0.1 Port=$((17000 + k)) CPUs=$CPUS RealMemory=$MEM_MB$GRES State=UNKNOWN"
     done
   else
-    echo "NodeName=$H NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN"
+    echo "NodeName=$H NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB$GRES State=UNKNOWN"
   fi
 }
+# GPUs as generic resources: one stand-in character device per GPU (major 195 as NVIDIA's), shared by the nodes
+GPU_DIR=$DIR/dev
+new_gres=""
+if [ "$GPUS" -gt 0 ]; then
+  mkdir -p "$GPU_DIR"
+  for i in $(seq 0 $((GPUS - 1))); do
+    [ -c "$GPU_DIR/nvidia$i" ] || { rm -f "$GPU_DIR/nvidia$i"; mknod "$GPU_DIR/nvidia$i" c 195 "$i"; }
+  done
+  new_gres="# Rendered by slurm/start.sh: stand-in devices, never opened
+AutoDetect=off
+Name=gpu File=$GPU_DIR/nvidia[0-$((GPUS - 1))]"
+fi
 if [ "$ACCT" = 1 ]; then
   ACCT_LINES="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=$H"
@@ -85,6 +109,7 @@ CredType=cred/munge
 # A requeued job may start again only after cred_expire (default 120 s).
 AuthInfo=cred_expire=10
 MpiDefault=none
+MaxArraySize=$MAX_ARRAY
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
@@ -107,9 +132,12 @@ SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd-%n.log
 $ACCT_LINES
 JobCompType=jobcomp/none
+$([ "$GPUS" -gt 0 ] && echo "GresTypes=gpu")
 $(node_lines)
 # One partition with every node: it serves single-node jobs and multi-node jobs alike.
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# The same nodes, never scheduling: what is submitted there stays queued (submission tests and benchmarks).
+PartitionName=parked Nodes=ALL Default=NO MaxTime=INFINITE State=DOWN
 CONF
 )
 new_dbd=$(
@@ -129,6 +157,7 @@ CONF
 )
 changed=0
 [ "$(cat /etc/slurm/slurm.conf 2>/dev/null)" = "$new_conf" ] || changed=1
+[ "$(cat /etc/slurm/gres.conf 2>/dev/null)" = "$new_gres" ] || changed=1
 if [ "$ACCT" = 1 ] && [ "$(cat /etc/slurm/slurmdbd.conf 2>/dev/null)" != "$new_dbd" ]; then changed=1; fi
 if [ "$changed" = 1 ] && [ -s "$DIR/run/started" ]; then
   log "config changed: restarting the daemons started before"
@@ -143,6 +172,9 @@ write_conf() { # write_conf PATH MODE CONTENT: temp file in the same dir, then r
 }
 mkdir -p /etc/slurm
 [ "$changed" = 1 ] && write_conf /etc/slurm/slurm.conf 644 "$new_conf"
+if [ "$changed" = 1 ]; then
+  if [ -n "$new_gres" ]; then write_conf /etc/slurm/gres.conf 644 "$new_gres"; else rm -f /etc/slurm/gres.conf; fi
+fi
 # slurmdbd refuses a config readable by others
 [ "$ACCT" = 1 ] && [ "$changed" = 1 ] && write_conf /etc/slurm/slurmdbd.conf 600 "$new_dbd"
 
