@@ -17,16 +17,17 @@ from typing import Any
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rna_hpc.checkpoint.io import atomic_write
-from rna_hpc.config import CONFIG_DIR
-from rna_hpc.errors import ConfigError, InputError, RnaHpcError
+from rna_hpc.config import CONFIG_DIR, checks, validate
+from rna_hpc.errors import InputError, RnaHpcError
 from rna_hpc.evaluation.alignment import tm_score_aligned
 from rna_hpc.evaluation.baselines import BASELINES, BaselineContext, baseline_samples
 from rna_hpc.evaluation.metrics import best_rmsd, best_tm, tm_score
 from rna_hpc.evaluation.report import format_table, plot_distance_maps, plot_tm, write_report
 from rna_hpc.evaluation.templates import TemplateIndex
+from rna_hpc.launch import validated_by
 from rna_hpc.structure_io import read_coordinate_csv, read_sequences, read_submission
 
 
@@ -173,17 +174,12 @@ def append_target_rows(uri: str, run_id: str, targets: list[dict[str, Any]]) -> 
     append_rows(uri, "targets", TARGETS, rows)
 
 
-def _required(cfg: DictConfig, keys: list[str]) -> None:
-    missing = [f"{k}: required ({k}=<path>)" for k in keys if OmegaConf.is_missing(cfg, k)]
-    if missing:
-        raise ConfigError(missing)
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@validated_by(checks("evaluate"))
 def main(cfg: DictConfig) -> float:
     """Entry point: `python -m rna_hpc.evaluate predictions=... labels=...`; returns the model's mean TM-score."""
     try:
-        _required(cfg, ["predictions", "labels"])
+        validate(cfg, "evaluate")
         result = evaluate(
             cfg.predictions,
             cfg.labels,

@@ -15,33 +15,11 @@ import hydra
 from omegaconf import DictConfig
 
 from rna_hpc.cli import user_errors
-from rna_hpc.config import CONFIG_DIR, register_configs
-from rna_hpc.errors import ConfigError
+from rna_hpc.config import CONFIG_DIR, checks, register_configs, validate
+from rna_hpc.launch import validated_by
 
 register_configs()
 log = logging.getLogger(__name__)
-
-
-def check_predict_config(cfg: DictConfig) -> None:
-    from rna_hpc.model.candidates import NEEDS_TEMPLATES, SOURCES
-
-    problems = []
-    if not Path(cfg.ckpt).is_file():
-        problems.append(f"ckpt: no such checkpoint: {cfg.ckpt}")
-    if not Path(cfg.input).is_file():
-        problems.append(f"input: no such file: {cfg.input}")
-    unknown = [c for c in cfg.candidates if c not in SOURCES]
-    if unknown or not cfg.candidates:
-        problems.append(f"candidates: {unknown or '[]'} not in {list(SOURCES)}")
-    needs = [c for c in cfg.candidates if c in NEEDS_TEMPLATES]
-    if needs and not cfg.templates_dir:
-        problems.append(f"templates_dir: required when candidates include {', '.join(needs)}")
-    if cfg.templates_dir and not Path(cfg.templates_dir, "train_labels.csv").is_file():
-        problems.append(f"templates_dir: no train_labels.csv in {cfg.templates_dir}")
-    if cfg.n_predictions < 1:
-        problems.append("n_predictions: must be >= 1")
-    if problems:
-        raise ConfigError(problems)
 
 
 def load_template_prior(templates_dir: str | None):  # noqa: ANN201 - TemplatePrior | None
@@ -102,9 +80,10 @@ def _pad_to(models, n: int):  # noqa: ANN001, ANN202
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+@validated_by(checks("predict"))
 def main(cfg: DictConfig) -> None:
     with user_errors():
-        check_predict_config(cfg)
+        validate(cfg, "predict")
         submission = predict(cfg)
         print(f"predictions: {submission.parent / 'pdb'}/*.pdb\nsubmission:  {submission}")
 

@@ -1,7 +1,9 @@
-"""``validate(cfg)``: every cross-field rule in one place, checked after composition and before any work.
+"""``validate(cfg, entry)``: every cross-field rule in one place, checked after composition and before any work.
 
 Composition already rejects unknown keys and wrong types (the ``base_*`` schemas). This module checks what a schema
 cannot: missing values, dimensions that must agree between pipeline stages, paths, and launcher/trainer consistency.
+Each entry point (``train``, ``prepare``, ``predict``, ``evaluate``) has its rule set; ``checks(entry)`` is the same
+set as a check for the launchers (``rna_hpc.launch.validated_by``), so a sweep is refused before any job is submitted.
 It collects every problem and raises one ``ConfigError`` listing ``key: why``. It never imports torch.
 """
 
@@ -24,6 +26,9 @@ PRIOR_KINDS = ("ss_model", "template", "aform", "none")  # what Stage D refines 
 RESUME_POLICIES = ("auto", "never", "ignore_config_change")
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 METRICS = ("val/tm", "val/rmsd", "val/loss", "train/loss")
+# where predict's candidate structures come from (rna_hpc.model.candidates); the template sources need templates_dir
+CANDIDATE_SOURCES = ("model", "model_template", "ss_model", "template", "helix")
+NEEDS_TEMPLATES = ("model_template", "template")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -210,6 +215,38 @@ def launcher_settings(cfg: DictConfig) -> list[str]:
     return []
 
 
+def predict_inputs(cfg: DictConfig) -> list[str]:
+    """The checkpoint and input exist; candidate sources are known and have the templates they need."""
+    problems = []
+    for key, what in (("ckpt", "checkpoint"), ("input", "file")):
+        value = _get(cfg, key)
+        if value is not None and value != "???" and not Path(str(value)).is_file():
+            problems.append(f"{key}: no such {what}: {value}")
+    candidates = list(_get(cfg, "candidates") or [])
+    unknown = [c for c in candidates if c not in CANDIDATE_SOURCES]
+    if unknown or not candidates:
+        problems.append(f"candidates: {unknown or '[]'} not in {list(CANDIDATE_SOURCES)}")
+    needs = [c for c in candidates if c in NEEDS_TEMPLATES]
+    templates_dir = _get(cfg, "templates_dir")
+    if needs and not templates_dir:
+        problems.append(f"templates_dir: required when candidates include {', '.join(needs)}")
+    if templates_dir and not Path(str(templates_dir), "train_labels.csv").is_file():
+        problems.append(f"templates_dir: no train_labels.csv in {templates_dir}")
+    if (_get(cfg, "n_predictions") or 0) < 1:
+        problems.append("n_predictions: must be >= 1")
+    return problems
+
+
+def evaluate_inputs(cfg: DictConfig) -> list[str]:
+    """The predictions and labels files exist."""
+    problems = []
+    for key in ("predictions", "labels"):
+        value = _get(cfg, key)
+        if value is not None and value != "???" and not Path(str(value)).is_file():
+            problems.append(f"{key}: no such file: {value}")
+    return problems
+
+
 RULES: tuple[Rule, ...] = (
     missing_values,
     model_dims,
@@ -220,12 +257,31 @@ RULES: tuple[Rule, ...] = (
     run_settings,
     launcher_settings,
 )
+# each entry point's rules; RULES are training's
+ENTRY_RULES: dict[str, tuple[Rule, ...]] = {
+    "train": RULES,
+    "prepare": (missing_values, data_settings, paths_exist),
+    "predict": (missing_values, data_settings, predict_inputs),
+    "evaluate": (missing_values, evaluate_inputs),
+}
 
 
-def collect_problems(cfg: DictConfig) -> list[str]:
-    """Every problem of the composed config, as ``key: why`` lines (empty when valid)."""
+def checks(entry: str) -> Rule:
+    """The rules of one entry point as a single check (for ``rna_hpc.launch.validated_by``)."""
+    if entry not in ENTRY_RULES:
+        raise KeyError(f"no rules for entry point {entry!r}; known: {sorted(ENTRY_RULES)}")
+
+    def check(cfg: DictConfig) -> list[str]:
+        return collect_problems(cfg, entry)
+
+    check.__qualname__ = f"rna_hpc.config.validate.checks({entry!r})"
+    return check
+
+
+def collect_problems(cfg: DictConfig, entry: str = "train") -> list[str]:
+    """Every problem of the composed config of an entry point, as ``key: why`` lines (empty when valid)."""
     problems: list[str] = []
-    for rule in RULES:
+    for rule in ENTRY_RULES[entry]:
         try:
             problems.extend(rule(cfg))
         except (
@@ -236,8 +292,8 @@ def collect_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig, entry: str = "train") -> None:
     """Raise one ``ConfigError`` listing every problem of ``cfg``; return quietly when it is consistent."""
-    problems = collect_problems(cfg)
+    problems = collect_problems(cfg, entry)
     if problems:
         raise ConfigError(problems)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from rna_hpc.cli import user_errors
-from rna_hpc.config import CONFIG_DIR, register_configs
+from rna_hpc.config import CONFIG_DIR, checks, register_configs, validate
 from rna_hpc.data.cache import FeatureCache, cache_key, cache_key_inputs, stage_to_local
 from rna_hpc.data.features import featurize_all
 from rna_hpc.data.kaggle import read_split, split_files
@@ -27,6 +27,7 @@ from rna_hpc.data.structures import read_structure_dir, structure_files
 from rna_hpc.data.synthetic import SYNTHETIC_VERSION, generate_synthetic
 from rna_hpc.data.targets import Skip, Target, enum_value
 from rna_hpc.errors import ConfigError, InputError
+from rna_hpc.launch import validated_by
 
 register_configs()
 
@@ -180,6 +181,7 @@ def _skip_summary(report: Report) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@validated_by(checks("prepare"))
 def main(cfg: DictConfig) -> None:
     """Prepare (or load) the cached data of ``cfg.data`` and print the report.
 
@@ -187,6 +189,7 @@ def main(cfg: DictConfig) -> None:
     ``rna_hpc.predict`` and ``rna_hpc.evaluate``).
     """
     with user_errors():
+        validate(cfg, "prepare")
         prepared = prepare(cfg.data, cfg.seed)
         print(prepared.report.format())
         if cfg.get("export_dir"):

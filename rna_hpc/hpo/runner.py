@@ -24,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from rna_hpc import compat
 from rna_hpc.hpo.errors import SweepError
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,7 @@ _worker_launcher: Any = None  # the launcher a slot worker inherited from the sw
 
 
 def runs_in_process(launcher: Any) -> bool:
-    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-
-    return isinstance(launcher, BasicLauncher)
+    return compat.is_basic_launcher(launcher)
 
 
 def launch_trial(launcher: Any, overrides: list[str], job_num: int) -> Outcome:

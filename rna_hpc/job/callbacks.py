@@ -29,6 +29,7 @@ import pytorch_lightning as pl
 from pytorch_lightning import Callback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from rna_hpc import compat
 from rna_hpc.checkpoint.consolidate import DEFAULT_INCLUDE, collect_artifacts, consolidate
 from rna_hpc.checkpoint.io import (
     atomic_link_or_copy,
@@ -44,6 +45,7 @@ from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
 from rna_hpc.checkpoint.manifest import build_manifest, utc_now
 from rna_hpc.errors import ConfigError
 from rna_hpc.job.identity import RunIdentity
+from rna_hpc.launch.requeue import before_requeue
 
 log = logging.getLogger(__name__)
 _ACTIVE: list[pl.Trainer] = []  # trainers fitting in this process with a PeriodicCheckpoint (for checkpoint_now)
@@ -136,7 +138,7 @@ class PeriodicCheckpoint(Callback):
         if not trainer.is_global_zero:
             return None
         path = self.dirpath / f"step-{trainer.global_step}.ckpt"
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        checkpoint = compat.dump_checkpoint(trainer)
         _atomic_io(trainer).save_checkpoint(checkpoint, path)
         self._after_save(trainer, path, urgent=True, collective=False)
         return path
@@ -294,6 +296,7 @@ def _default_ckpt_dir(trainer: pl.Trainer) -> Path:
     return Path(dirpath) if dirpath else Path(trainer.default_root_dir) / "ckpt"
 
 
+@before_requeue
 def checkpoint_now(trainer: pl.Trainer | None = None) -> Path | None:
     """Save (rank 0, no collectives) and consolidate now; for the launcher's ``checkpoint()`` on USR2.
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rna_hpc import compat
 from rna_hpc.errors import ConfigError, RequeueLimitReached
 
 _INTERACTIVE_JOB_NAMES = ("bash", "interactive")  # Lightning treats these allocations as not-Slurm
@@ -130,7 +131,7 @@ def _timeout_requeues(submitted_pickle: Path) -> int:
 
     delayed = DelayedSubmission.load(submitted_pickle)
     allowed = getattr(delayed.function, "params", {}).get("max_num_timeout", 0)
-    return max(0, allowed - delayed._timeout_countdown)
+    return max(0, allowed - compat.timeout_countdown(delayed))
 
 
 def check_requeue_limit(ctx: JobContext, max_num_preemptions: int | None) -> None:

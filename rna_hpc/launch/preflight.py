@@ -7,23 +7,24 @@ behind (writability is probed with a temporary file). The launcher collects the 
 
 On the node, every task starts as ``python -u -m rna_hpc.launch.preflight -u -m submitit.core._submit <folder>``:
 :func:`main` refuses to load the job's pickle (which runs code) from a folder that someone else could have written
-to, and otherwise runs submitit's entry point in the same process.
+to, and otherwise runs the job as submitit's entry point does, in the same process.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import runpy
 import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from rna_hpc import compat
 
 # Keys of the rna_hpc launcher schemas that are not submitit executor parameters.
 OWN_KEYS = ("_target_", "dry_run", "detach", "umask", "python", "srun_args")
@@ -178,7 +179,7 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def _unwritable(path: Path) -> str | None:
+def unwritable(path: Path) -> str | None:
     """Why ``path`` cannot be created or written, probing the nearest existing directory; None when it can."""
     base = _nearest_existing(path.absolute())
     if not base.is_dir():
@@ -204,7 +205,9 @@ def static_prefix(folder: str) -> Path:
     return Path(head if head.endswith("/") else os.path.dirname(head) or ".")
 
 
-def path_problems(cfg: DictConfig, params: dict[str, Any]) -> list[str]:
+def path_problems(
+    cfg: DictConfig, params: dict[str, Any], unwritable: Callable[[Path], str | None] = unwritable
+) -> list[str]:
     """The shared root and the submitit folder: writable, and not writable by group or others."""
     shared = OmegaConf.select(cfg, "paths.shared_dir", default=None)
     targets = [("paths.shared_dir", Path(str(shared)))] if shared else []
@@ -212,7 +215,7 @@ def path_problems(cfg: DictConfig, params: dict[str, Any]) -> list[str]:
         targets.append(("hydra.launcher.submitit_folder", static_prefix(str(params["submitit_folder"]))))
     problems = []
     for key, path in targets:
-        why = _unwritable(path)
+        why = unwritable(path)
         if why:
             problems.append(f"{key}: cannot write {path}: {why}")
         elif _open_to_others(path):
@@ -248,12 +251,14 @@ def partition_problems(all_params: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
-def job_problems(cfg: DictConfig, params: dict[str, Any], slurm: bool = True) -> list[str]:
-    """Every launcher-level problem of one composed job (the training config itself is ``validate``'s part)."""
+def job_problems(
+    cfg: DictConfig, params: dict[str, Any], slurm: bool = True, unwritable: Callable[[Path], str | None] = unwritable
+) -> list[str]:
+    """Every launcher-level problem of one composed job (the app's own config is its declared checks' part)."""
     unresolved = resolution_problems(cfg)
     problems = unresolved + resource_problems(cfg, params) + time_problems(params) + option_problems(cfg)
     if not unresolved:
-        problems += path_problems(cfg, params)
+        problems += path_problems(cfg, params, unwritable)
     if slurm:
         problems += injection_problems(params)
     return problems
@@ -292,8 +297,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if problems:
         print(f"rna_hpc: refusing to load {pickle_path}: " + "; ".join(problems), file=sys.stderr, flush=True)
         sys.exit(2)
-    sys.argv = [sys.argv[0], args[2]]
-    runpy.run_module(_SUBMIT_MODULE, run_name="__main__", alter_sys=True)
+    compat.run_submitit_job(args[2])
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from typing import Any
 from pytorch_lightning.loggers import MLFlowLogger as _LightningMLFlowLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
+from rna_hpc import compat
+
 FILE_STORE_OPT_IN = "MLFLOW_ALLOW_FILE_STORE"
 
 
@@ -46,6 +48,5 @@ class MLFlowLogger(_LightningMLFlowLogger):
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
-        if not self._initialized and self._experiment_id is None and self._run_id is None:
-            self._experiment_id = ensure_experiment(self._mlflow_client, self._experiment_name, self._artifact_location)
+        compat.choose_mlflow_experiment(self, ensure_experiment)
         return super().experiment

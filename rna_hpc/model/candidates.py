@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rna_hpc.config.validate import CANDIDATE_SOURCES
+from rna_hpc.config.validate import NEEDS_TEMPLATES as CONFIG_NEEDS_TEMPLATES
 from rna_hpc.evaluation.baselines import BaselineContext, baseline_samples, helix_baseline, ss_baseline
 from rna_hpc.model.prior import VOCAB
 from rna_hpc.model.template_prior import TemplatePrior
 
-SOURCES = ("model", "model_template", "ss_model", "template", "helix")
-NEEDS_TEMPLATES = ("model_template", "template")
+SOURCES = CANDIDATE_SOURCES
+NEEDS_TEMPLATES = CONFIG_NEEDS_TEMPLATES
 
 
 @dataclass

@@ -14,6 +14,7 @@ from submitit.core.core import Job
 
 from rna_hpc.config import CONFIG_DIR
 from rna_hpc.errors import InputError
+from rna_hpc.launch.plan import PlannedJob
 from rna_hpc.launch.record import (
     RECORD_NAME,
     JobRecord,
@@ -24,7 +25,6 @@ from rna_hpc.launch.record import (
     record_submission,
     write_sweep_record,
 )
-from rna_hpc.launch.slurm import PlannedJob
 
 
 def _record(tmp_path: Path, nums: list[int], shared: Path | None = None) -> SweepRecord:

@@ -1,0 +1,137 @@
+"""Every private API of Hydra, submitit and Lightning that rna_hpc touches, in one place.
+
+Each function wraps one private name and is covered by ``tests/unit/test_compat.py``, whose failures name the
+dependency and its installed version: an upgrade that changes one of them breaks here, not in five modules. Nothing
+here imports torch or Lightning (the Lightning helpers take the objects they reach into), so the submit side stays
+light.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from omegaconf import DictConfig
+
+# dependency -> the private names this module relies on (the contract test reads this table)
+PRIVATE_APIS: dict[str, tuple[str, ...]] = {
+    "hydra-core": (
+        "hydra._internal.config_loader_impl.ConfigLoaderImpl._apply_overrides_to_config",
+        "hydra._internal.config_loader_impl.get_overrides_dirname",
+        "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+        "hydra.core.hydra_config.HydraConfig.cfg",
+        "hydra.core.utils.JobReturn._return_value",
+    ),
+    "submitit": (
+        "submitit.slurm.slurm._make_sbatch_string",
+        "submitit.slurm.slurm.SlurmExecutor._submitit_command_str",
+        "submitit.core.utils.DelayedSubmission._timeout_countdown",
+        "submitit.core.submission.process_job",
+    ),
+    "pytorch-lightning": (
+        "pytorch_lightning.trainer.trainer.Trainer._checkpoint_connector",
+        "pytorch_lightning.loggers.mlflow.MLFlowLogger._experiment_id",
+        "pytorch_lightning.loggers.mlflow.MLFlowLogger._mlflow_client",
+        "pytorch_lightning.loggers.mlflow.MLFlowLogger._experiment_name",
+        "pytorch_lightning.loggers.mlflow.MLFlowLogger._artifact_location",
+    ),
+}
+
+
+def version_of(distribution: str) -> str:
+    """The installed version of a distribution, for messages; 'not installed' when absent."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+# ---- Hydra ------------------------------------------------------------------------------------------------------
+
+
+def apply_value_overrides(cfg: DictConfig, overrides: Sequence[Any]) -> None:
+    """Apply parsed value overrides (``key=v``, ``+key=v``, ``++key=v``, ``~key``) to a composed config in place,
+    exactly as Hydra's config loader does after composing the defaults list."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    ConfigLoaderImpl._apply_overrides_to_config(list(overrides), cfg)
+
+
+def override_dirname(cfg: DictConfig, app_overrides: Sequence[Any]) -> str:
+    """``hydra.job.override_dirname`` of a job with these parsed (non-Hydra) overrides, as Hydra computes it."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+
+    conf = cfg.hydra.job.config.override_dirname
+    return get_overrides_dirname(
+        overrides=list(app_overrides), kv_sep=conf.kv_sep, item_sep=conf.item_sep, exclude_keys=conf.exclude_keys
+    )
+
+
+def returned_value(ret: Any) -> Any:
+    """What a Hydra ``JobReturn`` holds, without raising when it holds the job's error."""
+    return ret._return_value
+
+
+def is_basic_launcher(launcher: Any) -> bool:
+    """Whether ``launcher`` is Hydra's built-in in-process launcher."""
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+    return isinstance(launcher, BasicLauncher)
+
+
+@contextmanager
+def current_hydra_config(cfg: DictConfig) -> Iterator[None]:
+    """Make ``cfg`` (a composed job config) the current ``HydraConfig`` for ``${hydra:...}``, then restore the
+    previous one. By reference: unlike ``set_config`` it neither copies the config nor makes its ``hydra`` node
+    read-only (Hydra offers no way to put back an unset or earlier config)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    instance = HydraConfig.instance()
+    previous = instance.cfg
+    instance.cfg = cfg
+    try:
+        yield
+    finally:
+        instance.cfg = previous
+
+
+# ---- submitit ---------------------------------------------------------------------------------------------------
+
+
+def sbatch_script(executor: Any, count: int | None) -> str:
+    """The exact sbatch script a ``submitit.AutoExecutor`` for Slurm submits; an array of ``count`` when given."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    inner = executor._executor
+    return _make_sbatch_string(
+        command=inner._submitit_command_str, folder=inner.folder, map_count=count, **inner.parameters
+    )
+
+
+def timeout_countdown(delayed: Any) -> int:
+    """The time-limit requeues a ``DelayedSubmission`` has left (submitit counts them down in the job's pickle)."""
+    return int(delayed._timeout_countdown)
+
+
+def run_submitit_job(folder: str) -> None:
+    """Run a submitted job in this process, as submitit's own ``python -m submitit.core._submit <folder>`` does."""
+    from submitit.core.submission import process_job
+
+    process_job(folder)
+
+
+# ---- Lightning --------------------------------------------------------------------------------------------------
+
+
+def dump_checkpoint(trainer: Any) -> dict[str, Any]:
+    """The full checkpoint dict of a running fit, built without collectives (safe on rank 0 alone)."""
+    return trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+
+
+def choose_mlflow_experiment(logger: Any, ensure: Callable[[Any, str, str | None], str]) -> None:
+    """Before a Lightning ``MLFlowLogger`` creates its run, fix its experiment to ``ensure(client, name,
+    artifact_location)`` (Lightning's own lookup-then-create races between the jobs of a sweep)."""
+    if not logger._initialized and logger._experiment_id is None and logger._run_id is None:
+        logger._experiment_id = ensure(logger._mlflow_client, logger._experiment_name, logger._artifact_location)
