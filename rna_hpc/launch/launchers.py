@@ -33,7 +33,7 @@ from rna_hpc.checkpoint.scrub import scrub_text
 from rna_hpc.errors import TrainingFailed
 from rna_hpc.launch import requeue
 from rna_hpc.launch.plan import PlannedJob, ShapeGroup, SweepConfigLoader, array_chunks, plan_sweep
-from rna_hpc.launch.report import dry_run_scripts, failure_summary, sweep_summary
+from rna_hpc.launch.report import dry_run_scripts, failure_summary, sweep_summary, task_error
 from rna_hpc.launch.validators import checks_of
 
 log = logging.getLogger(__name__)
@@ -229,27 +229,6 @@ def failed_return(job: PlannedJob, submitted: Any, err: Exception) -> JobReturn:
     return ret
 
 
-class JobFailed(Exception):
-    """A job's task raised on its node: the error's type name and message, as the job's traceback ends."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.args[0]}" if self.args[0] else self.kind
-
-
-def task_error(err: Exception) -> Exception:
-    """The task's own error behind submitit's ``FailedJobError`` (its traceback's last line), else ``err``."""
-    text = str(err)
-    if type(err).__name__ != "FailedJobError" or "Traceback" not in text:
-        return err
-    last = next((line for line in reversed(text.strip().splitlines()) if line.strip()), "")
-    kind, _, message = last.partition(": ")
-    return JobFailed(kind.rsplit(".", 1)[-1].strip(), message.strip())
-
-
 class RnaHpcSlurmLauncher(RnaHpcLauncherBase, SlurmLauncher):
     """hydra-submitit-launcher's Slurm launcher with pre-submission validation, dry runs and detached submission."""
 
@@ -260,4 +239,4 @@ class RnaHpcLocalLauncher(RnaHpcLauncherBase, LocalLauncher):
     """hydra-submitit-launcher's local launcher (one process per task here) with pre-submission validation."""
 
 
-__all__ = ["JobFailed", "RnaHpcLauncherBase", "RnaHpcLocalLauncher", "RnaHpcSlurmLauncher", "max_array_size"]
+__all__ = ["RnaHpcLauncherBase", "RnaHpcLocalLauncher", "RnaHpcSlurmLauncher", "max_array_size"]

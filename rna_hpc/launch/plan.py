@@ -99,8 +99,8 @@ class JobComposer:
 
     @functools.cached_property
     def groups(self) -> frozenset[str]:
-        """Every config group of the app's search path (``model``, ``hydra/launcher``, ...)."""
-        found: set[str] = set()
+        """Config groups known before composing a job: the search path's and the master's chosen ones."""
+        found: set[str] = set(self.master.hydra.runtime.choices.keys())
         pending = [""]
         while pending:
             parent = pending.pop()
@@ -111,13 +111,14 @@ class JobComposer:
         return frozenset(found)
 
     def _structural(self, override: Any) -> bool:
+        """Whether an override changes what is composed (a config group, Hydra's keys, a deletion) rather than a
+        value; an undotted key unknown to the master config may name a group of an added search path."""
         key = override.key_or_group
-        return (
-            override.is_hydra_override()
-            or override.package is not None
-            or override.is_delete()
-            or key.replace(".", "/") in self.groups
-        )
+        if override.is_hydra_override() or override.package is not None or override.is_delete() or "/" in key:
+            return True
+        if "." in key:
+            return False
+        return key in self.groups or key not in self.master
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
         """The composed config of the job with these sweep overrides."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,40 @@ from rna_hpc.checkpoint.scrub import scrub_text
 from rna_hpc.launch.plan import PlannedJob, ShapeGroup, array_chunks
 
 
+class JobFailed(Exception):
+    """A job's task raised on its node: the error's type name and message, as the job's traceback ends."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+_EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.]*): ?(.*)")
+
+
+def task_error(err: Exception) -> Exception:
+    """The task's own error behind submitit's ``FailedJobError`` (the end of its traceback), else ``err``."""
+    text = str(err)
+    if type(err).__name__ != "FailedJobError" or "Traceback" not in text:
+        return err
+    lines = text.rstrip().splitlines()
+    for k in range(len(lines) - 1, -1, -1):
+        match = _EXCEPTION_LINE.fullmatch(lines[k])
+        if match and not lines[k].startswith("Traceback"):
+            message = "\n".join([match.group(2), *lines[k + 1 :]]).strip()
+            return JobFailed(match.group(1).rsplit(".", 1)[-1], message)
+    return err
+
+
+def error_text(err: BaseException) -> str:
+    """``Type: message`` of a job's error on one line (the task's own type for a job that raised)."""
+    kind = err.kind if isinstance(err, JobFailed) else type(err).__name__
+    return " ".join(f"{kind}: {err}".split())
+
+
 def failure_summary(outcomes: Sequence[tuple[PlannedJob, Any, JobReturn]], executor: str = "slurm") -> str:
     """Which jobs failed, with their Slurm id, error, rank-0 log and ``error.json``: where to look first."""
     kind = "Slurm" if executor == "slurm" else executor
@@ -20,8 +55,7 @@ def failure_summary(outcomes: Sequence[tuple[PlannedJob, Any, JobReturn]], execu
     common = set.intersection(*(set(job.overrides) for job, _, _ in outcomes))
     lines = [f"rna_hpc: {len(failed)} of {len(outcomes)} job(s) failed"]
     for job, sub, ret in failed:
-        err = ret._return_value
-        message = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        message = error_text(compat.returned_value(ret))[:300]
         swept = " ".join(o for o in filter_overrides(job.overrides) if o not in common)
         lines.append(scrub_text(f"  #{job.num} ({kind} job {sub.job_id}){' ' + swept if swept else ''}: {message}"))
         lines.append(f"      log   {sub.paths.stderr}")

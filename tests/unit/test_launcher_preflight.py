@@ -157,8 +157,9 @@ def test_submit_side_imports_neither_torch_nor_lightning() -> None:
     """Neither does the save before a requeue (a signal handler) when no fit runs: an import there can meet a module
     the interrupted code was still importing."""
     code = (
-        "import sys, rna_hpc.launch.slurm, hydra_plugins.rna_hpc_launcher.launchers\n"
-        "assert rna_hpc.launch.slurm.save_before_requeue() is None\n"
+        "import sys, rna_hpc.launch.launchers, rna_hpc.launch.requeue, hydra_plugins.rna_hpc_launcher.launchers\n"
+        "import rna_hpc.train, rna_hpc.predict, rna_hpc.evaluate, rna_hpc.compat\n"
+        "assert rna_hpc.launch.requeue.run_hooks() == []\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_lightning', 'lightning'))\n"
         "assert not bad, bad\n"
     )

@@ -1,0 +1,129 @@
+"""Contract tests of ``rna_hpc.compat``: each private API it wraps still behaves as rna_hpc relies on.
+
+A failure names the dependency, its installed version and the private name, so an upgrade that changes one of
+them says exactly what to update in ``rna_hpc/compat.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from rna_hpc import compat
+
+COVERED: set[str] = set()
+
+
+@contextmanager
+def contract(name: str) -> Iterator[None]:
+    dist = next(d for d, names in compat.PRIVATE_APIS.items() if name in names)
+    COVERED.add(name)
+    try:
+        yield
+    except (AttributeError, ImportError, TypeError, KeyError, AssertionError) as err:
+        raise AssertionError(
+            f"{dist} {compat.version_of(dist)} changed {name}: {type(err).__name__}: {err}; update rna_hpc/compat.py"
+        ) from err
+
+
+def test_value_overrides_apply_as_hydra_applies_them() -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = OmegaConf.create({"a": 1, "b": {"c": "x"}})
+    OmegaConf.set_struct(cfg, True)
+    parsed = OverridesParser.create().parse_overrides(["a=2", "b.c=y", "+d=3", "~b"])
+    with contract("hydra._internal.config_loader_impl.ConfigLoaderImpl._apply_overrides_to_config"):
+        compat.apply_value_overrides(cfg, parsed)
+        assert OmegaConf.to_container(cfg) == {"a": 2, "d": 3}
+    with contract("hydra._internal.config_loader_impl.get_overrides_dirname"):
+        node = OmegaConf.create(
+            {"hydra": {"job": {"config": {"override_dirname": {"kv_sep": "=", "item_sep": ",", "exclude_keys": []}}}}}
+        )
+        assert compat.override_dirname(node, parsed[:2]) == "a=2,b.c=y"
+
+
+def test_hydra_config_is_set_by_reference_and_restored() -> None:
+    from hydra import compose, initialize
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize(version_base="1.3", config_path=None):
+        cfg = compose(config_name=None, overrides=[], return_hydra_config=True)
+        with contract("hydra.core.hydra_config.HydraConfig.cfg"):
+            before = HydraConfig.instance().cfg
+            cfg.hydra.job.name = "contract"
+            with compat.current_hydra_config(cfg):
+                assert HydraConfig.get().job.name == "contract"
+                cfg.hydra.job.num = 7  # by reference: the job's later changes are seen
+                assert HydraConfig.get().job.num == 7
+            assert HydraConfig.instance().cfg is before
+
+
+def test_job_return_value_and_basic_launcher() -> None:
+    from hydra.core.plugins import Plugins
+    from hydra.core.utils import JobReturn, JobStatus
+
+    ret = JobReturn(status=JobStatus.FAILED)
+    ret.return_value = ValueError("boom")
+    with contract("hydra.core.utils.JobReturn._return_value"):
+        assert isinstance(compat.returned_value(ret), ValueError)
+    with contract("hydra._internal.core_plugins.basic_launcher.BasicLauncher"):
+        launcher_cls = next(c for c in Plugins.instance().discover() if c.__name__ == "BasicLauncher")
+        assert compat.is_basic_launcher(launcher_cls()) and not compat.is_basic_launcher(object())
+
+
+def test_sbatch_script_of_an_executor_without_slurm(tmp_path: Path) -> None:
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="slurm")
+    executor.update_parameters(slurm_partition="debug", timeout_min=5)
+    for name in (
+        "submitit.slurm.slurm._make_sbatch_string",
+        "submitit.slurm.slurm.SlurmExecutor._submitit_command_str",
+    ):
+        with contract(name):
+            script = compat.sbatch_script(executor, 4)
+            assert "#SBATCH --array=0-3" in script and "#SBATCH --partition=debug" in script
+            assert "submitit.core._submit" in script
+
+
+def test_submitit_countdown_and_job_entry_point() -> None:
+    import inspect
+
+    from submitit.core.utils import DelayedSubmission
+
+    with contract("submitit.core.utils.DelayedSubmission._timeout_countdown"):
+        delayed = DelayedSubmission(print, "x")
+        delayed._timeout_countdown = 2
+        assert compat.timeout_countdown(delayed) == 2
+    with contract("submitit.core.submission.process_job"):
+        from submitit.core.submission import process_job
+
+        assert list(inspect.signature(process_job).parameters) == ["folder"]
+
+
+def test_lightning_checkpoint_and_mlflow_internals(tmp_path: Path) -> None:
+    import pytorch_lightning as pl
+
+    from rna_hpc.loggers.mlflow import MLFlowLogger  # Lightning's, opting in to MLflow's file store
+
+    with contract("pytorch_lightning.trainer.trainer.Trainer._checkpoint_connector"):
+        trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+        assert callable(trainer._checkpoint_connector.dump_checkpoint)
+        assert callable(compat.dump_checkpoint)
+    names = [n for n in compat.PRIVATE_APIS["pytorch-lightning"] if "MLFlowLogger" in n]
+    logger = MLFlowLogger(experiment_name="contract", tracking_uri=f"file:{tmp_path / 'mlruns'}")
+    for name in names:
+        with contract(name):
+            assert hasattr(logger, name.rsplit(".", 1)[-1])
+    seen = []
+    with contract(names[0]):
+        compat.choose_mlflow_experiment(logger, lambda client, name, where: seen.append(name) or "7")
+        assert seen == ["contract"] and logger._experiment_id == "7"
+
+
+def test_every_private_api_has_a_contract() -> None:
+    declared = {name for names in compat.PRIVATE_APIS.values() for name in names}
+    assert declared - COVERED == set(), "private APIs in rna_hpc.compat without a contract test"
