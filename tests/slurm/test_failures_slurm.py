@@ -61,8 +61,10 @@ def test_one_failing_job_of_three_is_recorded_and_summarised(
     assert out.returncode != 0, out.stdout[-3000:]
     folders = {p.name.rsplit("_", 1)[-1]: p for p in _job_folders(cwd, "train")}
     outcomes = {k: pickle.loads(next(f.glob("*_0_result.pkl")).read_bytes()) for k, f in folders.items()}
-    assert sorted(outcomes) == ["0", "1", "2"]  # Hydra's run_job returns a failure as a FAILED JobReturn
-    assert [outcomes[k][1].status.name for k in "012"] == ["COMPLETED", "FAILED", "COMPLETED"]
+    assert sorted(outcomes) == ["0", "1", "2"]
+    assert [outcomes[k][0] for k in "012"] == ["success", "error", "success"]  # the failed task raised again
+    assert [outcomes[k][1].status.name for k in "02"] == ["COMPLETED", "COMPLETED"]
+    assert "TrainingFailed" in outcomes["1"][1]  # submitit keeps the traceback of the task's own error
     shared = {p.name: p for p in cwd.glob("outputs/shared/default/*/[0-9]")}
     for ok in ("0", "2"):
         assert verify_manifest(shared[ok]) == [] and not (shared[ok] / "error.json").exists()
@@ -77,7 +79,9 @@ def test_one_failing_job_of_three_is_recorded_and_summarised(
     assert f"TrainingFailed: {error['message']}" in lines[1]
     assert lines[2] == f"      log   {folders['1'] / f'{failed_id}_0_log.err'}"
     assert lines[3] == f"      error {shared['1'] / 'error.json'}"
-    assert sorted(wait_final(cwd, 3).values()) == ["COMPLETED"] * 3
+    states = wait_final(cwd, 3)
+    assert states[failed_id] == "FAILED", states  # Slurm's own accounting sees the failure
+    assert sorted(states.values()) == ["COMPLETED", "COMPLETED", "FAILED"]
 
 
 def test_secrets_never_reach_shared_storage(failing_sweep: tuple[Path, subprocess.CompletedProcess]) -> None:

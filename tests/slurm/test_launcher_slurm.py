@@ -125,13 +125,17 @@ def test_submitted_launcher_unpickles_in_a_fresh_process(ddp_sweep: tuple) -> No
     assert res.stdout.split()[-1] == "027"
 
 
-def test_failing_job_surfaces_and_the_other_completes(tmp_path: Path, run_app: Callable) -> None:
+def test_failing_job_surfaces_and_the_other_completes(tmp_path: Path, run_app: Callable, wait_final: Callable) -> None:
     out = run_app(tmp_path, "launcher=slurm", "trainer.devices=1", "fail=false,true", "hydra.launcher.timeout_min=5")
     assert out.returncode != 0
-    assert "RuntimeError: job asked to fail (x=1)" in out.stdout
+    assert re.search(r"  #1 \(Slurm job \d+_1\) fail=true: RuntimeError: job asked to fail \(x=1\)", out.stdout), (
+        out.stdout
+    )
     assert "Error executing job with overrides: ['launcher=slurm', 'trainer.devices=1', 'fail=True']" in out.stdout
     ranks = _ranks(tmp_path / "sweep")
     assert list(ranks) == ["0"] and ranks["0"][0]["world_size"] == 1
+    states = wait_final(tmp_path, 2)  # the task raised: Slurm's accounting says FAILED, not COMPLETED
+    assert [states[k] for k in sorted(states)] == ["COMPLETED", "FAILED"], states
 
 
 def test_job_dying_without_result_fails_alone(tmp_path: Path, run_app: Callable, wait_final: Callable) -> None:
