@@ -23,9 +23,9 @@ class DataFormat(StrEnum):
     structures = "structures"  # a directory of PDB / mmCIF files
 
 
-class OnError(StrEnum):
-    raise_ = "raise"
-    skip = "skip"
+# Per-target problems: raise the first, or skip the target and report it. Built with the functional API because a
+# member must be named `raise` (a keyword): OmegaConf matches enum members by name, so the name is what users type.
+OnError = StrEnum("OnError", [("raise", "raise"), ("skip", "skip")], module=__name__)
 
 
 class UnknownNucleotide(StrEnum):
