@@ -29,7 +29,7 @@ OnError = StrEnum("OnError", [("raise", "raise"), ("skip", "skip")], module=__na
 
 
 class UnknownNucleotide(StrEnum):
-    mask = "mask"  # keep the residue as N (embedded as unknown, masked out of pair features)
+    mask = "mask"  # keep the residue as N (embedded as unknown, masked out of pair features; noted in the report)
     reject = "reject"  # drop the target (or raise, see on_error)
 
 
