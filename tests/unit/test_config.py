@@ -185,3 +185,16 @@ def test_every_enum_value_the_reference_prints_is_the_value_a_user_types() -> No
             if kind in overrides:
                 cfg = compose_train([f"{overrides[kind]}={member.value}"])
                 assert OmegaConf.select(cfg, overrides[kind]) is member
+
+
+def test_slurm_jobs_save_periodic_checkpoints_by_default() -> None:
+    """A node failure gives no warning: without periodic checkpoints a Slurm job loses work back to its last epoch."""
+    assert compose_train([]).checkpoint.every_minutes == 0
+    assert compose_train(["launcher=slurm"]).checkpoint.every_minutes == 15
+    assert compose_train(["launcher=slurm", "checkpoint.every_minutes=0"]).checkpoint.every_minutes == 0
+    assert (
+        compose_train(
+            ["experiment=full_production", *COMPANIONS[("experiment", "full_production")]]
+        ).checkpoint.every_minutes
+        == 20
+    )
