@@ -248,7 +248,7 @@ class CheckpointConfig:
     monitor: str = "val/tm"  # checkpoints are selected by validation TM-score
     mode: str = "max"
     every_n_steps: int = 0  # 0: off; periodic checkpoints for preemption
-    every_minutes: float = 0.0  # 0: off
+    every_minutes: float = 0.0  # 0: off; launcher=slurm sets 15 (a node failure gives no warning)
     save_top_k: int = 1
     keep_steps: int = 2  # periodic step-<N>.ckpt files kept on scratch (last.ckpt is kept too)
 
