@@ -34,8 +34,8 @@ test: install ## The whole test suite (unit, integration, real data, real Slurm:
 	SLURM_LOCAL_NODES=2 SLURM_LOCAL_GPUS=2 bash slurm/start.sh
 	$(PYTEST) tests
 
-test-fast: install ## Everything but the Slurm layer
-	$(PYTEST) tests -m "not slurm"
+test-fast: install ## Everything but the Slurm layer and the slow tests
+	$(PYTEST) tests -m "not slurm and not slow"
 
 test-slurm: install slurm-up ## Only the tests against the real local Slurm
 	$(PYTEST) tests -m slurm

@@ -23,13 +23,13 @@ class DataFormat(StrEnum):
     structures = "structures"  # a directory of PDB / mmCIF files
 
 
-class OnError(StrEnum):
-    raise_ = "raise"
-    skip = "skip"
+# Per-target problems: raise the first, or skip the target and report it. Built with the functional API because a
+# member must be named `raise` (a keyword): OmegaConf matches enum members by name, so the name is what users type.
+OnError = StrEnum("OnError", [("raise", "raise"), ("skip", "skip")], module=__name__)
 
 
 class UnknownNucleotide(StrEnum):
-    mask = "mask"  # keep the residue as N (embedded as unknown, masked out of pair features)
+    mask = "mask"  # keep the residue as N (embedded as unknown, masked out of pair features; noted in the report)
     reject = "reject"  # drop the target (or raise, see on_error)
 
 
@@ -248,7 +248,7 @@ class CheckpointConfig:
     monitor: str = "val/tm"  # checkpoints are selected by validation TM-score
     mode: str = "max"
     every_n_steps: int = 0  # 0: off; periodic checkpoints for preemption
-    every_minutes: float = 0.0  # 0: off
+    every_minutes: float = 0.0  # 0: off; launcher=slurm sets 15 (a node failure gives no warning)
     save_top_k: int = 1
     keep_steps: int = 2  # periodic step-<N>.ckpt files kept on scratch (last.ckpt is kept too)
 

@@ -22,7 +22,7 @@ import torch
 from rna_hpc.checkpoint.io import atomic_copy, atomic_write_text, atomic_writer
 from rna_hpc.data.targets import VOCAB, DataWarning, enum_value
 
-FORMAT_VERSION = 1  # bump when the layout of the cached payload changes
+FORMAT_VERSION = 2  # bump when the layout or content of the cached payload changes (2: masked-letter notes)
 _SYNTHETIC_KEYS = ("n_targets", "min_length", "max_length", "seed")
 
 

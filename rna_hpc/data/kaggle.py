@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rna_hpc.data.targets import Skip, Target, TargetError, enum_value, normalize_sequence
+from rna_hpc.data.targets import Skip, Target, TargetError, enum_value, masked_note, normalize_sequence
 from rna_hpc.errors import InputError
 
 MISSING_BELOW = -1e17  # the Kaggle sentinel for a missing coordinate is -1e18
@@ -79,7 +79,7 @@ def _records(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
 
 
 def read_sequences(path: str | Path) -> list[SequenceRow]:
-    """Rows of a sequences CSV (``target_id,sequence[,temporal_cutoff,description,source]``)."""
+    """Rows of a sequences CSV (``target_id,sequence[,temporal_cutoff,description,source]``); at least one."""
     path = Path(path)
     header, rows = _records(path)
     missing = [c for c in SEQUENCE_COLUMNS if c not in header]
@@ -94,6 +94,8 @@ def read_sequences(path: str | Path) -> list[SequenceRow]:
         date = row[col["temporal_cutoff"]].strip() if "temporal_cutoff" in col else ""
         source = row[col["source"]].strip() if "source" in col else ""
         out.append(SequenceRow(tid, row[col["sequence"]], line, date or None, source))
+    if not out:
+        raise InputError(f"{path}: has a header but no rows (no targets)")
     return out
 
 
@@ -217,7 +219,8 @@ def read_split(
             seq = normalize_sequence(row.sequence, unknown, f"{where} ({row.target_id})")
             block = labels.get(row.target_id)
             _check_target(row, seq, block, lab_path)
-            targets.append(Target(row.target_id, seq, block.coords, row.temporal_cutoff, row.source or split))
+            notes = masked_note(row.sequence)
+            targets.append(Target(row.target_id, seq, block.coords, row.temporal_cutoff, row.source or split, notes))
         except TargetError as err:
             if raise_errors:
                 raise

@@ -79,8 +79,30 @@ def encode(sequence: str) -> np.ndarray:
     return _LOOKUP[raw]
 
 
+MASK_NOTE_POSITIONS = 20  # positions listed in a target's note; the count covers all of them
+
+
+def masked_letters(seq: str) -> list[tuple[int, str]]:
+    """(residue number, letter) of each letter that masking turns into N: not A C G U, not T (read as U), not N."""
+    clean = "".join(seq.split()).upper()
+    return [(i + 1, c) for i, c in enumerate(clean) if c not in "ACGUTN"]
+
+
+def masked_note(seq: str) -> list[str]:
+    """The prepare-report note for a raw sequence whose unknown letters are masked as N ([] when there are none)."""
+    found = masked_letters(seq)
+    if not found:
+        return []
+    shown = ", ".join(f"{c} at {i}" for i, c in found[:MASK_NOTE_POSITIONS])
+    more = ", ..." if len(found) > MASK_NOTE_POSITIONS else ""
+    return [f"unknown nucleotides masked as N: {len(found)} ({shown}{more})"]
+
+
 def normalize_sequence(seq: str, unknown: Enum | str, where: str) -> str:
-    """Upper-case ``seq``; T -> U (with a warning); N and other letters -> N if ``unknown`` is mask, else InputError."""
+    """Upper-case ``seq``; T -> U (with a warning); N and other letters -> N if ``unknown`` is mask, else InputError.
+
+    Masking says nothing here: readers of training data put ``masked_note(seq)`` into the target's notes.
+    """
     out = "".join(seq.split()).upper()
     if "T" in out:
         warnings.warn(f"{where}: T read as U", DataWarning, stacklevel=2)

@@ -10,7 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
@@ -55,8 +55,12 @@ def build_loggers(cfg: DictConfig, identity: RunIdentity) -> list[Any]:
     return loggers
 
 
-def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> list[Callback]:
-    """Best/last checkpoints on the monitored metric, periodic checkpoints, consolidation, progress, pruning."""
+def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, logged: bool = True) -> list[Callback]:
+    """Best/last checkpoints on the monitored metric, periodic checkpoints, consolidation, progress, pruning.
+
+    ``logged``: the Trainer has a logger, so the learning rate is logged each step (``LearningRateMonitor`` raises
+    without one).
+    """
     from rna_hpc.checkpoint.rng import RandomState
     from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint, ValidateAtMaxSteps
     from rna_hpc.job.progress import PlainProgress
@@ -92,6 +96,8 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> 
                 umask=cfg.consolidate.umask,
             )
         )
+    if logged:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
     if not sys.stderr.isatty():
         callbacks.append(PlainProgress(every_n_steps=cfg.trainer.log_every_n_steps))
     if cfg.trial.number is not None:
@@ -113,13 +119,14 @@ def build_trainer(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> pl
 
         backend = "gloo" if cfg.trainer.accelerator == "cpu" else "nccl"
         strategy = DDPStrategy(process_group_backend=backend)
+    loggers = build_loggers(cfg, identity)
     # from a plain container: `strategy` is typed str in the schema, and here it is a strategy object
     return instantiate(
         OmegaConf.to_container(cfg.trainer, resolve=True),
         strategy=strategy,
         plugins=plugins,
-        logger=build_loggers(cfg, identity) or False,
-        callbacks=build_callbacks(cfg, identity, ctx),
+        logger=loggers or False,
+        callbacks=build_callbacks(cfg, identity, ctx, logged=bool(loggers)),
         default_root_dir=str(identity.run_dir),
         enable_progress_bar=cfg.trainer.enable_progress_bar and sys.stderr.isatty(),
         use_distributed_sampler=False,  # the length-bucketing batch sampler shards by rank itself

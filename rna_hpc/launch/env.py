@@ -1,8 +1,10 @@
 """Where this process runs: rank, world size, Slurm job and requeue count.
 
-This is the only module that reads ``SLURM_*`` and ``SUBMITIT_*`` variables. Inside a submitit job the values come
-from ``submitit.JobEnvironment``; in a plain ``srun`` task from the Slurm variables (detected as Lightning detects
-them); under torchrun-style launchers from ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``; otherwise it is one process.
+The job's rank, job and requeue variables (``SLURM_*``, ``SUBMITIT_*``) are read here alone; the one other reader is
+``rna_hpc.data.cache``, which takes node-local disk from ``SLURM_TMPDIR`` (``launch.preflight`` sets
+``SUBMITIT_FOLDER`` for the task it starts). Inside a submitit job the values come from ``submitit.JobEnvironment``;
+in a plain ``srun`` task from the Slurm variables (detected as Lightning detects them); under torchrun-style
+launchers from ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``; otherwise it is one process.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rna_hpc.config import validate
 from rna_hpc.config.validate import collect_problems
@@ -168,3 +168,33 @@ def test_cli_prints_config_errors_as_one_message_with_exit_code_2() -> None:
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: invalid configuration (2 problems):")
     assert "model.heads.c_z" in proc.stderr and "lr: must be positive" in proc.stderr
+
+
+def test_every_enum_value_the_reference_prints_is_the_value_a_user_types() -> None:
+    """OmegaConf matches enum members by name, docs/configuration.md prints their values: the two must agree."""
+    import enum
+
+    from rna_hpc.config import schema
+
+    enums = [v for v in vars(schema).values() if isinstance(v, enum.EnumType) and v.__module__ == schema.__name__]
+    assert len(enums) >= 4
+    overrides = {schema.OnError: "data.on_error", schema.UnknownNucleotide: "data.unknown_nucleotide"}
+    for kind in enums:
+        for member in kind:
+            assert member.name == member.value, f"{kind.__name__}.{member.name} prints as {member.value!r}"
+            if kind in overrides:
+                cfg = compose_train([f"{overrides[kind]}={member.value}"])
+                assert OmegaConf.select(cfg, overrides[kind]) is member
+
+
+def test_slurm_jobs_save_periodic_checkpoints_by_default() -> None:
+    """A node failure gives no warning: without periodic checkpoints a Slurm job loses work back to its last epoch."""
+    assert compose_train([]).checkpoint.every_minutes == 0
+    assert compose_train(["launcher=slurm"]).checkpoint.every_minutes == 15
+    assert compose_train(["launcher=slurm", "checkpoint.every_minutes=0"]).checkpoint.every_minutes == 0
+    assert (
+        compose_train(
+            ["experiment=full_production", *COMPANIONS[("experiment", "full_production")]]
+        ).checkpoint.every_minutes
+        == 20
+    )

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from rna_hpc.config.schema import DataConfig, DataFormat, SplitPolicy
 from rna_hpc.data.kaggle import read_labels, read_sequences, read_split
+from rna_hpc.data.prepare import prepare
 from rna_hpc.data.targets import DataWarning, encode, normalize_sequence
 from rna_hpc.errors import InputError
 
 SEQ_HEADER = "target_id,sequence,temporal_cutoff,description,source"
 LAB_HEADER = "ID,resname,resid,x_1,y_1,z_1"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_split(tmp_path: Path, sequences: list[str], labels: list[str], lab_header: str = LAB_HEADER) -> Path:
@@ -142,3 +147,48 @@ def test_empty_file(tmp_path: Path) -> None:
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(InputError, match=r"empty\.csv: file is empty"):
         read_sequences(tmp_path / "empty.csv")
+
+
+def _kaggle_dir(tmp_path: Path) -> Path:
+    """A small Kaggle-layout folder whose second training target holds the unknown letters X and Z."""
+    seqs = {
+        "train": {"A_1": "GGGAAACCCUUCG", "B_1": "GGXAAAZCCCUUC", "C_1": "GCGCAAAAGCGCA"},
+        "val": {"V_1": "GGGAAAACCCUCA"},
+    }
+    for split, targets in seqs.items():
+        rows = [f"{tid},{seq},2020-01-01,x,y" for tid, seq in targets.items()]
+        labels = [line for tid, seq in targets.items() for line in labels_for(tid, seq)]
+        (tmp_path / f"{split}_sequences.csv").write_text("\n".join([SEQ_HEADER, *rows]) + "\n")
+        (tmp_path / f"{split}_labels.csv").write_text("\n".join([LAB_HEADER, *labels]) + "\n")
+    return tmp_path
+
+
+def test_a_header_only_sequences_file_is_named_with_no_rows(tmp_path: Path) -> None:
+    d = _kaggle_dir(tmp_path)
+    (d / "train_sequences.csv").write_text(SEQ_HEADER + "\n")
+    with pytest.raises(InputError, match=r"train_sequences\.csv: has a header but no rows \(no targets\)$"):
+        read_split(d, "train")
+    data = DataConfig(format=DataFormat.kaggle, dir=str(d), split=SplitPolicy.files, cache_dir=str(tmp_path / "c"))
+    with pytest.raises(InputError, match=r"train_sequences\.csv: has a header but no rows"):
+        prepare(data)  # not "no training targets left after filtering" about the folder
+
+
+def _prepare_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "rna_hpc.data.prepare", "data=rna3d", f"data.dir={_kaggle_dir(tmp_path)}"]
+    cmd += [f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}", *overrides]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_masked_unknown_letters_are_counted_per_target_in_the_report(tmp_path: Path) -> None:
+    proc = _prepare_cli(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "note: B_1: unknown nucleotides masked as N: 2 (X at 3, Z at 7)" in proc.stdout
+    assert "A_1:" not in proc.stdout  # targets without unknown letters have no note
+
+
+def test_rejected_unknown_letters_name_file_line_and_letter_in_one_line(tmp_path: Path) -> None:
+    proc = _prepare_cli(tmp_path, "data.unknown_nucleotide=reject", "data.on_error=raise")
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    where = tmp_path / "train_sequences.csv"
+    assert line.startswith(f"error: {where}:3 (B_1): unknown nucleotide 'X' at residue 3 (2 in all)"), line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import warnings
@@ -83,3 +84,13 @@ def test_cluster_env_without_scratch_rejects_the_sweep(tmp_path: Path) -> None:
     ), res.stderr
     assert "Traceback" not in res.stderr
     assert not list(tmp_path.rglob("rank*.json"))  # nothing ran
+
+
+def test_an_extra_sbatch_option_as_documented_reaches_the_script(tmp_path: Path) -> None:
+    """docs/cluster.md's additional_parameters command, run as shown: its option is in the sbatch script."""
+    doc = (REPO / "docs" / "cluster.md").read_text().splitlines()
+    (line,) = [ln for ln in doc if ln.startswith("python -m rna_hpc.train") and "additional_parameters" in ln]
+    cmd = [sys.executable, *shlex.split(line)[1:], "debug=fast"]
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "#SBATCH --mail-type=END" in res.stdout.splitlines(), res.stdout[-3000:]
