@@ -109,7 +109,8 @@ def train(cfg: Any, minutes: float, out: Path) -> dict[str, Any]:
 def predict_and_score(ckpt: str, data_dir: str, candidates: str, out: Path) -> dict[str, Any]:
     """Predict the validation sequences from ``ckpt`` with ``candidates`` and score them (mean best-of-5)."""
     from rna_hpc.evaluate import evaluate
-    from rna_hpc.predict import check_predict_config, predict
+    from rna_hpc.config import validate as check_predict_config  # noqa: F401
+    from rna_hpc.job.predict import predict
 
     templates = f"templates_dir={data_dir}" if "template" in candidates else "templates_dir=null"
     cfg = compose(
@@ -122,7 +123,7 @@ def predict_and_score(ckpt: str, data_dir: str, candidates: str, out: Path) -> d
             f"out_dir={out}",
         ],
     )
-    check_predict_config(cfg)
+    check_predict_config(cfg, "predict")
     submission = predict(cfg)
     result = evaluate(submission, Path(data_dir) / "val_labels.csv", out / "eval", templates_dir=data_dir)
     return {"candidates": candidates, "mean": result["mean"], "n_targets": result["n_targets"]}

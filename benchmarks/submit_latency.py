@@ -1,89 +1,92 @@
-"""Submission latency on the cluster this host submits to (the local one from ``slurm/start.sh`` by default).
+"""Seconds from a sweep command's start until every array task is in ``squeue``: rna_hpc vs hydra-submitit-launcher.
 
-Prints, in seconds: (1) the pre-submission check of a sweep (``python -m rna_hpc.train -m launcher=slurm`` with
-``hydra.launcher.dry_run=true``; composes and validates every job, submits nothing) for 1 and 8 jobs, and the
-interpreter start-up alone; (2) submitit round trips of a trivial function: sbatch call, result available, sacct
-final state; (3) an array of 4 trivial jobs. Needs ``sinfo``/``sbatch``; run from the repository root.
+Side by side for N jobs (default 32, 128 and 1000), on the cluster this host submits to (the local one from
+``slurm/start.sh``), into its ``parked`` partition (State=DOWN: the jobs queue and never run; each is cancelled
+after it is counted):
+
+- rna_hpc: ``python -m rna_hpc.train -m launcher=slurm seed=range(0,N)`` (rna_hpc's training config, every job
+  composed and validated before anything reaches sbatch; detached, so the command returns once queued);
+- stock: hydra-submitit-launcher's ``submitit_slurm`` on a task module that imports torch and Lightning at top level
+  (the plugin waits for results: the time is taken when squeue shows every task, then the command is stopped).
+
+Run from the repository root: ``.venv/bin/python benchmarks/submit_latency.py [--jobs 32 128 1000]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import statistics
+import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import REPO
 
-def _seconds(cmd: list[str]) -> float:
+STOCK_APP = """
+import hydra
+import pytorch_lightning  # noqa: F401  (what a training module imports at top level)
+import torch  # noqa: F401
+
+
+@hydra.main(version_base="1.3", config_path=None)
+def main(cfg):
+    return 0.0
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def queued(name: str) -> int:
+    out = subprocess.run(["squeue", "-r", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True, timeout=60)
+    return len(out.stdout.split())
+
+
+def time_to_queue(cmd: list[str], cwd: Path, name: str, n: int, timeout: float = 900) -> float:
+    """Seconds until ``n`` tasks named ``name`` are queued; the command is stopped then (or ends by itself)."""
     start = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    if res.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
-    return time.perf_counter() - start
-
-
-def preflight_latency(out: Path, repeats: int) -> None:
-    base = [sys.executable, "-m", "rna_hpc.train", "-m", "launcher=slurm", "hydra.launcher.dry_run=true"]
-    base.append(f"paths.shared_dir={out / 'shared'}")
-    startup = min(_seconds([sys.executable, "-c", "import rna_hpc.train"]) for _ in range(repeats))
-    print(f"interpreter + import rna_hpc.train           {startup:6.2f} s")
-    for n in (1, 8):
-        sweep = "seed=" + ",".join(str(i) for i in range(n))
-        best = min(_seconds(base + [sweep, f"hydra.sweep.dir={out / f'dry{n}'}"]) for _ in range(repeats))
-        print(f"dry run, {n} job(s): compose + validate + plan {best:6.2f} s")
-
-
-def _trivial(x: int) -> int:
-    return x + 1
-
-
-def _final_state(job_id: str, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True)
-        state = out.stdout.strip().split("\n")[0].split(" ")[0] if out.stdout.strip() else ""
-        if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"):
-            return state
-        time.sleep(0.1)
-    return "UNKNOWN"
-
-
-def submitit_latency(out: Path, repeats: int) -> None:
-    import submitit
-
-    executor = submitit.AutoExecutor(folder=out / "submitit" / "%j", cluster="slurm")
-    executor.update_parameters(timeout_min=5, slurm_signal_delay_s=60)
-    rows = []
-    for i in range(repeats):
-        t0 = time.perf_counter()
-        job = executor.submit(_trivial, i)
-        t1 = time.perf_counter()
-        assert job.result() == i + 1
-        t2 = time.perf_counter()
-        state = _final_state(job.job_id)
-        rows.append((t1 - t0, t2 - t0, time.perf_counter() - t0, state))
-    for name, k in (("sbatch call", 0), ("result available", 1), ("sacct final state", 2)):
-        print(f"single job, {name:<20}        {statistics.median(r[k] for r in rows):6.2f} s (median of {repeats})")
-    t0 = time.perf_counter()
-    jobs = executor.map_array(_trivial, list(range(4)))
-    assert [j.result() for j in jobs] == [1, 2, 3, 4]
-    print(f"array of 4, all results                     {time.perf_counter() - t0:6.2f} s")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        while queued(name) < n:
+            if time.perf_counter() - start > timeout:
+                raise SystemExit(f"{name}: not all {n} tasks queued after {timeout} s")
+            if proc.poll() is not None and queued(name) < n:
+                raise SystemExit(f"{name}: the command ended (rc {proc.returncode}):\n{proc.stdout.read()[-3000:]}")
+            time.sleep(0.2)
+        return time.perf_counter() - start
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+        subprocess.run(["scancel", "-n", name], timeout=120, check=False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="timings per figure (best or median of these)")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[32, 128, 1000])
+    parser.add_argument("--partition", default="parked", help="a partition where jobs queue and never start")
     args = parser.parse_args()
-    if shutil.which("sbatch") is None:
-        raise SystemExit("no sbatch on PATH: start the local cluster first (make slurm-up)")
-    with tempfile.TemporaryDirectory(prefix="rna_hpc_bench_", dir=".") as tmp:
-        out = Path(tmp).resolve()
-        preflight_latency(out, args.repeats)
-        submitit_latency(out, args.repeats)
+    root = Path(tempfile.mkdtemp(prefix="rna-hpc-submit-"))
+    (root / "stock_app.py").write_text(STOCK_APP)
+    print(f"{'jobs':>6} {'rna_hpc s':>10} {'stock s':>10} {'ratio':>7}")
+    for n in args.jobs:
+        tag = f"{os.getpid()}-{n}"
+        ours = [sys.executable, "-m", "rna_hpc.train", "-m", "launcher=slurm", f"seed=range(0,{n})",
+                f"hydra.launcher.partition={args.partition}", f"hydra.launcher.name=ours-{tag}",
+                "hydra.launcher.detach=true", f"paths.shared_dir={root / 'shared'}",
+                f"hydra.sweep.dir={root / f'ours{n}'}"]  # fmt: skip
+        stock = [sys.executable, str(root / "stock_app.py"), "-m", "hydra/launcher=submitit_slurm",
+                 f"+x=range(0,{n})", f"hydra.launcher.partition={args.partition}",
+                 f"hydra.launcher.name=stock-{tag}", f"hydra.sweep.dir={root / f'stock{n}'}"]  # fmt: skip
+        t_ours = time_to_queue(ours, root, f"ours-{tag}", n)
+        t_stock = time_to_queue(stock, root, f"stock-{tag}", n)
+        print(f"{n:>6} {t_ours:>10.1f} {t_stock:>10.1f} {t_ours / t_stock:>7.2f}", flush=True)
 
 
 if __name__ == "__main__":

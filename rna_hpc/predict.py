@@ -3,13 +3,12 @@
 Each target gets ``n_predictions`` diverse structures ranked by confidence (agreement between candidates of the
 sources in ``candidates``: the model's diffusion samples, the secondary-structure prior, templates from the train split
 of ``templates_dir``; see `rna_hpc.model.candidates` and `rna_hpc.evaluation.ranking`), written as one PDB file per
-target (one MODEL per structure) and as ``submission.csv`` (ID,resname,resid,x_1,...,z_5).
+target (one MODEL per structure) and as ``submission.csv`` (ID,resname,resid,x_1,...,z_5). A large input is split
+over jobs with ``-m shards=<n>`` (``hydra/launcher=slurm`` or ``local``): one array of ``n`` jobs whose parts are
+merged into one submission under ``results_dir`` (see `rna_hpc.job.predict`).
 """
 
 from __future__ import annotations
-
-import logging
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -19,64 +18,6 @@ from rna_hpc.config import CONFIG_DIR, checks, register_configs, validate
 from rna_hpc.launch import validated_by
 
 register_configs()
-log = logging.getLogger(__name__)
-
-
-def load_template_prior(templates_dir: str | None):  # noqa: ANN201 - TemplatePrior | None
-    """Every chain of the folder's train split may serve as a template (nothing is excluded at predict time)."""
-    if not templates_dir:
-        return None
-    from rna_hpc.evaluate import load_templates
-    from rna_hpc.model.template_prior import TemplatePrior
-
-    return TemplatePrior(load_templates(templates_dir), exclude_self=False)
-
-
-def predict(cfg: DictConfig) -> Path:
-    """Write PDB files and ``submission.csv`` under ``cfg.out_dir``; return the submission path."""
-    import numpy as np
-    import torch
-
-    from rna_hpc.data.datamodule import RNADataModule
-    from rna_hpc.data.dataset import collate
-    from rna_hpc.data.fasta import read_predict_sequences
-    from rna_hpc.evaluation.ranking import rank_candidates
-    from rna_hpc.model.build import build_module_from_checkpoint
-    from rna_hpc.model.candidates import batch_sequences, candidate_pools
-    from rna_hpc.structure_io import write_pdb, write_submission
-
-    out_dir, n = Path(cfg.out_dir), int(cfg.n_predictions)
-    sequences = read_predict_sequences(
-        cfg.input, cfg.data.max_predict_length, cfg.data.crop_long_predict, cfg.data.unknown_nucleotide
-    )
-    module = build_module_from_checkpoint(cfg.ckpt)
-    templates = load_template_prior(cfg.templates_dir)
-    module.net.attach_templates(templates)
-    data_fields = {k: v for k, v in cfg.data.items() if k != "_target_"}
-    items = RNADataModule(seed=cfg.seed, **data_fields).predict_samples(sequences)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    entries = []
-    for start in range(0, len(items), cfg.batch_size):
-        batch = collate(items[start : start + cfg.batch_size])
-        pools = candidate_pools(module, batch, list(cfg.candidates), n, templates, generator, cfg.seed)
-        for tid, seq, pool in zip(batch["target_id"], batch_sequences(batch), pools, strict=True):
-            ranked = rank_candidates(np.stack(pool.coords), pool.names, n, pool.sources)
-            models = _pad_to(ranked.coords, n)
-            write_pdb(out_dir / "pdb" / f"{tid}.pdb", tid, seq, models)
-            entries.append((tid, seq, models))
-            log.info("%s: %s (confidence %s)", tid, ", ".join(ranked.names), np.round(ranked.scores, 3).tolist())
-    submission = out_dir / "submission.csv"
-    write_submission(submission, entries)
-    return submission
-
-
-def _pad_to(models, n: int):  # noqa: ANN001, ANN202
-    """Repeat the last structure when fewer than ``n`` candidates exist (the layout needs exactly ``n``)."""
-    import numpy as np
-
-    if len(models) >= n:
-        return models
-    return np.concatenate([models, np.repeat(models[-1:], n - len(models), axis=0)])
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
@@ -84,6 +25,8 @@ def _pad_to(models, n: int):  # noqa: ANN001, ANN202
 def main(cfg: DictConfig) -> None:
     with user_errors():
         validate(cfg, "predict")
+        from rna_hpc.job.predict import predict
+
         submission = predict(cfg)
         print(f"predictions: {submission.parent / 'pdb'}/*.pdb\nsubmission:  {submission}")
 

@@ -319,6 +319,9 @@ class PredictConfig:
     templates_dir: str | None = None  # a Kaggle folder whose train split adds template candidates
     batch_size: int = 4
     seed: int = 0
+    shards: int = 1  # jobs the prediction is split over (with -m: one array of `shards` jobs, merged at the end)
+    shard: int = 0  # which of them this job is (set by the sweep: hydra.sweeper.params in conf/predict.yaml)
+    results_dir: str = "${hydra:sweep.dir}/results"  # where the shards' PDB files and merged submission go
     data: DataConfig = MISSING
     paths: PathsConfig = MISSING
 

@@ -234,6 +234,11 @@ def predict_inputs(cfg: DictConfig) -> list[str]:
         problems.append(f"templates_dir: no train_labels.csv in {templates_dir}")
     if (_get(cfg, "n_predictions") or 0) < 1:
         problems.append("n_predictions: must be >= 1")
+    shards, shard = _get(cfg, "shards", 1), _get(cfg, "shard", 0)
+    if shards < 1:
+        problems.append(f"shards: must be >= 1, is {shards}")
+    elif not 0 <= shard < shards:
+        problems.append(f"shard: {shard} is not in [0, shards={shards})")
     return problems
 
 

@@ -77,8 +77,8 @@ def _requeues(params: dict[str, Any]) -> str:
     return f"{text} on timeout / {'any' if preemptions is None else preemptions} on preemption"
 
 
-def _jobs(group: ShapeGroup) -> str:
-    nums = [j.num for j in group.jobs]
+def _jobs(jobs: Sequence[PlannedJob]) -> str:
+    nums = [j.num for j in jobs]
     if len(nums) > 8 and nums == list(range(nums[0], nums[0] + len(nums))):
         return f"#{nums[0]}-#{nums[-1]}"
     return ", ".join(f"#{n}" for n in nums)
@@ -98,7 +98,7 @@ def sweep_summary(groups: Sequence[ShapeGroup], executor: str) -> str:
         where = f"partition {p['partition']}" if p.get("partition") else "default partition"
         lines.append(
             f"  [{i}] {len(g.jobs)} job(s) x {nodes} node(s) x {tasks} task(s) x {cpus} cpu(s), {gpus} gpu(s)/node, "
-            f"time limit {_minutes(minutes)}, {_requeues(p)}, {where}: jobs {_jobs(g)}"
+            f"time limit {_minutes(minutes)}, {_requeues(p)}, {where}: jobs {_jobs(g.jobs)}"
         )
         lines.append(f"      submitit folder {os.path.abspath(str(p.get('submitit_folder')))}")
     lines.append(f"  budget at the time limits: {core_h:.2f} core-hours, {gpu_h:.2f} GPU-hours")
@@ -111,6 +111,5 @@ def dry_run_scripts(groups: Sequence[ShapeGroup], max_array_size: int | None = N
     for i, g in enumerate(groups, start=1):
         for chunk in array_chunks(g.jobs, max_array_size):
             count = len(chunk) if len(g.jobs) > 1 else None
-            nums = f"#{chunk[0].num}" if len(chunk) == 1 else f"#{chunk[0].num}-#{chunk[-1].num}"
-            parts.append(f"# ---- dry run [{i}]: jobs {nums} ----\n{compat.sbatch_script(g.executor, count)}")
+            parts.append(f"# ---- dry run [{i}]: jobs {_jobs(chunk)} ----\n{compat.sbatch_script(g.executor, count)}")
     return "\n".join(parts) + "\n# dry run: nothing submitted"

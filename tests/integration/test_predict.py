@@ -122,3 +122,21 @@ def test_predict_config_errors_are_one_line(checkpoint: Path, inputs: Path, tmp_
         "rna_hpc.predict", f"ckpt={checkpoint}", f"input={inputs}", "candidates=[magic]", f"hydra.run.dir={tmp_path}"
     )
     assert proc.returncode == 2 and "candidates: ['magic']" in proc.stderr
+
+
+def test_prediction_sharded_over_jobs_equals_one_job(checkpoint: Path, inputs: Path, tmp_path: Path) -> None:
+    """``-m shards=3`` (three local launcher jobs, one target each) merges into the files one job writes."""
+    common = [f"ckpt={checkpoint}", f"input={inputs}", "batch_size=1", "seed=5"]
+    one = run("rna_hpc.predict", *common, f"hydra.run.dir={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    sharded = run("rna_hpc.predict", "-m", "hydra/launcher=local", *common, "shards=3", f"hydra.sweep.dir={sweep}")
+    assert sharded.returncode == 0, sharded.stdout[-2000:] + sharded.stderr[-3000:]
+    assert "rna_hpc: 3 job(s) in 1 submission(s) to local" in sharded.stdout
+    merged = sweep / "results"
+    assert (merged / "submission.csv").read_bytes() == (tmp_path / "one" / "submission.csv").read_bytes()
+    for tid in TARGETS:
+        assert (merged / "pdb" / f"{tid}.pdb").read_bytes() == (tmp_path / "one" / "pdb" / f"{tid}.pdb").read_bytes()
+    manifest = json.loads((merged / "manifest.json").read_text())
+    assert sorted(manifest["artifacts"]) == ["pdb/" + f"{t}.pdb" for t in sorted(TARGETS)] + ["submission.csv"]
+    assert len(list((merged / "shards").glob("part-*-of-00003.csv"))) == 3

@@ -33,7 +33,9 @@ def test_the_wheel_holds_the_configs_and_composes_from_them(tmp_path: Path) -> N
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         zf.extractall(site)
-    assert "rna_hpc/conf/train.yaml" in names and "rna_hpc/conf/hydra/launcher/slurm.yaml" in names
+    assert (
+        "rna_hpc/conf/train.yaml" in names and "hydra_plugins/rna_hpc_launcher/conf/hydra/launcher/slurm.yaml" in names
+    )
     proc = subprocess.run(
         [sys.executable, "-c", COMPOSE.format(repo=str(REPO))],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=120,

@@ -84,7 +84,7 @@ def test_the_loader_travels_without_its_compositions(loader_and_master) -> None:
     fast.load_sweep_config(master, ["lr=1e-4"])
     assert fast._composed and fast.composer(master).bases
     copy = pickle.loads(pickle.dumps(fast))
-    assert copy._composed == {} and copy._composer is None
+    assert copy._composed == {} and copy._composer is None and copy.on_node and not fast.on_node
 
 
 def test_arrays_split_at_the_cluster_limit() -> None:
