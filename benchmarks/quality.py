@@ -108,8 +108,8 @@ def train(cfg: Any, minutes: float, out: Path) -> dict[str, Any]:
 
 def predict_and_score(ckpt: str, data_dir: str, candidates: str, out: Path) -> dict[str, Any]:
     """Predict the validation sequences from ``ckpt`` with ``candidates`` and score them (mean best-of-5)."""
-    from rna_hpc.evaluate import evaluate
     from rna_hpc.config import validate as check_predict_config  # noqa: F401
+    from rna_hpc.evaluate import evaluate
     from rna_hpc.job.predict import predict
 
     templates = f"templates_dir={data_dir}" if "template" in candidates else "templates_dir=null"

@@ -1,8 +1,9 @@
 """Launcher schemas and config resolvers; light (no submitit, torch or Lightning), imported before composition.
 
 ``base_rna_hpc_slurm`` and ``base_rna_hpc_local`` extend hydra-submitit-launcher's schemas with the keys rna_hpc adds;
-``hydra_plugins/rna_hpc_launcher/conf/hydra/launcher/{slurm,local}.yaml`` (on every app's search path) name them in their defaults lists. The resolvers derive Slurm resources
-from the trainer (``rna_hpc.gpus_per_node``) and read required site variables (``rna_hpc.require_env``).
+``hydra_plugins/rna_hpc_launcher/conf/hydra/launcher/{slurm,local}.yaml`` (on every app's search path) name them in
+their defaults lists. The resolvers derive Slurm resources from the trainer (``rna_hpc.gpus_per_node``) and read
+required site variables (``rna_hpc.require_env``).
 """
 
 from __future__ import annotations
