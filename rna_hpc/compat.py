@@ -29,6 +29,7 @@ PRIVATE_APIS: dict[str, tuple[str, ...]] = {
         "submitit.slurm.slurm.SlurmExecutor._submitit_command_str",
         "submitit.core.utils.DelayedSubmission._timeout_countdown",
         "submitit.core.submission.process_job",
+        "submitit.slurm.slurm.SlurmExecutor.affinity",
     ),
     "pytorch-lightning": (
         "pytorch_lightning.trainer.trainer.Trainer._checkpoint_connector",
@@ -108,6 +109,28 @@ def sbatch_script(executor: Any, count: int | None) -> str:
     return _make_sbatch_string(
         command=inner._submitit_command_str, folder=inner.folder, map_count=count, **inner.parameters
     )
+
+
+@contextmanager
+def slurm_commands_optional() -> Iterator[None]:
+    """Let submitit build a Slurm executor on a host without ``srun`` (for a dry run, which only prints scripts).
+
+    submitit refuses ("Could not detect srun") through ``SlurmExecutor.affinity``; it is answered for the duration
+    of the block only, and only when ``srun`` is missing.
+    """
+    import shutil
+
+    from submitit.slurm.slurm import SlurmExecutor
+
+    if shutil.which("srun") is not None:
+        yield
+        return
+    original = SlurmExecutor.__dict__["affinity"]
+    SlurmExecutor.affinity = classmethod(lambda cls: 1)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        SlurmExecutor.affinity = original  # type: ignore[method-assign]
 
 
 def timeout_countdown(delayed: Any) -> int:

@@ -48,6 +48,19 @@ def _umask(mask: int) -> Iterator[None]:
         os.umask(old)
 
 
+def new_dirs(paths: list[str]) -> list[Path]:
+    """For each path, its top-most ancestor (or itself) that does not exist yet: what creating it would add."""
+    tops = []
+    for path in paths:
+        current = Path(path).absolute()
+        top = None
+        while not current.exists():
+            top, current = current, current.parent
+        if top is not None:
+            tops.append(top)
+    return tops
+
+
 def max_array_size() -> int | None:
     """The cluster's ``MaxArraySize`` (``scontrol show config``); None when it cannot be read."""
     if shutil.which("scontrol") is None:
@@ -88,6 +101,7 @@ class RnaHpcLauncherBase:
         if not isinstance(hydra_context.config_loader, SweepConfigLoader):
             hydra_context.config_loader = SweepConfigLoader(hydra_context.config_loader)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)  # type: ignore[misc]
+        self._new_dirs = new_dirs([str(config.hydra.sweep.dir)]) if self.dry_run else []
 
     # ---- on the node ------------------------------------------------------------------------------------------
 
@@ -132,7 +146,16 @@ class RnaHpcLauncherBase:
 
         checks = checks_of(self.task_function)  # type: ignore[attr-defined]
         check_partitions = self._SLURM and (not self.dry_run or shutil.which("sinfo") is not None)
-        return plan_sweep(compose, job_overrides, initial_job_idx, checks, check_partitions, self._executor)
+        make_executor = self._executor if self._SLURM or not self.dry_run else (lambda params: None)
+        return plan_sweep(compose, job_overrides, initial_job_idx, checks, check_partitions, make_executor)
+
+    def _remove_sweep_dir(self) -> None:
+        """A dry run leaves nothing behind: the sweeper's ``multirun.yaml`` and the folders made for it go."""
+        sweep = Path(str(self.config.hydra.sweep.dir))  # type: ignore[attr-defined]
+        (sweep / "multirun.yaml").unlink(missing_ok=True)
+        for top in getattr(self, "_new_dirs", []):
+            if top.is_dir() and not any(p.is_file() for p in top.rglob("*")):
+                shutil.rmtree(top)
 
     def _executor(self, params: dict[str, Any]) -> Any:
         import submitit
@@ -142,7 +165,11 @@ class RnaHpcLauncherBase:
             f"{self._EXECUTOR}_max_num_timeout": params.get("max_num_timeout", 0),
             f"{self._EXECUTOR}_python": f"{python} -u -m rna_hpc.launch.preflight",  # checks the folder, then submitit
         }
-        executor = submitit.AutoExecutor(folder=params["submitit_folder"], cluster=self._EXECUTOR, **init)
+        if self.dry_run:  # a dry run only prints: Slurm's commands need not be here
+            with compat.slurm_commands_optional():
+                executor = submitit.AutoExecutor(folder=params["submitit_folder"], cluster=self._EXECUTOR, **init)
+        else:
+            executor = submitit.AutoExecutor(folder=params["submitit_folder"], cluster=self._EXECUTOR, **init)
         generic = set(OmegaConf.structured(BaseQueueConf).keys())
         update = {
             k if k in generic else f"{self._EXECUTOR}_{k}": v
@@ -160,6 +187,7 @@ class RnaHpcLauncherBase:
         print(sweep_summary(groups, self._EXECUTOR), flush=True)
         if self.dry_run:  # the local executor has no batch script: its plan is the summary above
             print(dry_run_scripts(groups, array_size) if self._SLURM else "# dry run: nothing started", flush=True)
+            self._remove_sweep_dir()
             return []
         with _umask(int(self.umask, 8)):
             self._make_sweep_dir()

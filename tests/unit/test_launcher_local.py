@@ -54,3 +54,15 @@ def test_non_finite_objective_is_a_failure_and_the_launcher_summarises_it(tmp_pa
     assert re.fullmatch(r"  #1 \(local job \d+\) x=nan: TrainingFailed: job #1 returned the objective nan", summary[1])
     assert summary[2].startswith("      log   ") and Path(summary[2].split()[-1]).is_file()
     assert json.loads((tmp_path / "sweep/0/rank0.json").read_text())["sum"] == 1.0  # the other job's result stands
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "local"])
+def test_dry_run_writes_nothing_and_needs_no_slurm_command(tmp_path: Path, launcher: str) -> None:
+    """Nothing on disk afterwards (no sweep dir, no multirun.yaml, no submitit folder), with no sinfo/sbatch on PATH."""
+    cmd = [sys.executable, "-m", "rna_hpc.train", "-m", f"launcher={launcher}", "hydra.launcher.dry_run=true"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": str(Path(sys.executable).parent)}
+    proc = subprocess.run([*cmd, "lr=1e-3,2e-3"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "rna_hpc: 2 job(s) in 1 submission(s)" in proc.stdout
+    assert ("#SBATCH --array=0-1" in proc.stdout) == (launcher == "slurm")
+    assert sorted(tmp_path.rglob("*")) == []
