@@ -223,10 +223,10 @@ class RnaHpcLauncherBase:
             os.chmod(str(sweep.dir), int(str(sweep.mode), 8))
 
     def _submit(self, executor: Any, jobs: list[PlannedJob]) -> list[Any]:
-        args = []
+        args, state = [], Singleton.get_state()  # the same for every job of the sweep: taken once
         for job in jobs:
             log.info(scrub_text(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}"))
-            args.append((job.overrides, "hydra.sweep.dir", job.num, f"job_id_for_{job.num}", Singleton.get_state()))
+            args.append((job.overrides, "hydra.sweep.dir", job.num, f"job_id_for_{job.num}", state))
         return list(executor.map_array(self, *zip(*args)))
 
     def _collect(self, job: PlannedJob, submitted: Any) -> JobReturn:

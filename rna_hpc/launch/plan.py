@@ -44,15 +44,18 @@ class PlannedJob:
     overrides: list[str]
     params: dict[str, Any]
     identity: RunIdentity | None = None  # a training job's run dir and shared dir (results, error.json)
+    run_dir: str | None = None  # hydra.runtime.output_dir, for any app
 
     @property
     def shared_dir(self) -> Path | None:
         return self.identity.shared_dir if self.identity is not None else None
 
     @property
-    def dirs(self) -> tuple[str, str] | None:
-        """``(run dir, shared dir)`` for the sweep record."""
-        return (str(self.identity.run_dir), str(self.identity.shared_dir)) if self.identity is not None else None
+    def dirs(self) -> tuple[str, str | None] | None:
+        """``(run dir, shared dir)`` for the sweep record (no shared dir for an app without rna_hpc's layout)."""
+        if self.identity is not None:
+            return str(self.identity.run_dir), str(self.identity.shared_dir)
+        return (self.run_dir, None) if self.run_dir else None
 
 
 @dataclass
@@ -256,7 +259,8 @@ def check_job(
         for message in preflight.job_problems(cfg, params, slurm=slurm, unwritable=unwritable):
             problems.add(message, num)
         identity = _identity(cfg, num, problems)
-    return PlannedJob(num, overrides, params, identity)
+        run_dir = str(cfg.hydra.runtime.output_dir)
+    return PlannedJob(num, overrides, params, identity, run_dir)
 
 
 def plan_sweep(
