@@ -14,7 +14,7 @@ install: $(VENV)/.installed ## Create the venv: torch 2.13.0 (CPU) first, then t
 $(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --no-compile torch==2.13.0 uv==0.13.9
-	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock -e .
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock -e ".[dvc]"
 	$(PY) -c "import torch, sys; sys.exit(0 if '+cpu' in torch.__version__ or torch.cuda.is_available() else 'a CUDA torch build was pulled in')"
 	touch $@
 
@@ -58,7 +58,7 @@ bench: install ## Print the benchmark figures (minutes)
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lock: ## Recompile requirements.lock from pyproject.toml
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -p 3.11 --find-links "$${PIP_FIND_LINKS:-}" --no-emit-package torch -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra dvc -p 3.11 --find-links "$${PIP_FIND_LINKS:-}" --no-emit-package torch -o requirements.lock
 
 clean: ## Remove outputs and caches
 	rm -rf outputs multirun .pytest_cache .ruff_cache

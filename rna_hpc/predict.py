@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from rna_hpc.cli import user_errors
 from rna_hpc.config import CONFIG_DIR, register_configs
 from rna_hpc.errors import ConfigError
+from rna_hpc.lineage import log_prediction
 
 register_configs()
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ def main(cfg: DictConfig) -> None:
     with user_errors():
         check_predict_config(cfg)
         submission = predict(cfg)
+        log_prediction(cfg, submission)
         print(f"predictions: {submission.parent / 'pdb'}/*.pdb\nsubmission:  {submission}")
 
 

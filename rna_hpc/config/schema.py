@@ -187,7 +187,8 @@ class TrainerConfig:
     precision: str = "32-true"
     gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
-    deterministic: bool = False
+    deterministic: bool = "${deterministic}"  # type: ignore[assignment]  # set through the top-level key
+    max_time: str | None = None  # wall-clock cap "DD:HH:MM:SS": the run stops, checkpoints and consolidates
     log_every_n_steps: int = 10
     check_val_every_n_epoch: int = 1
     val_check_interval: float | None = None
@@ -293,6 +294,7 @@ class TrainConfig:
     objective: str = "val/tm"  # the metric the task function returns to a sweeper
     fail_below_baseline: bool = False  # a run whose best val TM is below the A-form helix is a failure
     resume: str = "auto"  # auto | never | ignore_config_change
+    deterministic: bool = False  # deterministic algorithms, seeded workers, cuBLAS workspace (docs/lineage.md)
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
     lora: LoraConfig = MISSING
@@ -305,6 +307,7 @@ class TrainConfig:
     consolidate: ConsolidateConfig = field(default_factory=ConsolidateConfig)
     trial: TrialConfig = field(default_factory=TrialConfig)
     hpo: Any = None
+    pipeline: Any = None  # settings of the DVC pipeline (conf/pipeline.yaml); training ignores them
 
 
 @dataclass
@@ -319,6 +322,7 @@ class PredictConfig:
     templates_dir: str | None = None  # a Kaggle folder whose train split adds template candidates
     batch_size: int = 4
     seed: int = 0
+    runs_log: str | None = "${paths.shared_dir}/default/runs.jsonl"  # one line per prediction; null: none
     data: DataConfig = MISSING
     paths: PathsConfig = MISSING
 
