@@ -187,7 +187,7 @@ class TrainerConfig:
     precision: str = "32-true"
     gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
-    deterministic: bool = "${deterministic}"  # type: ignore[assignment]  # set through the top-level key
+    deterministic: bool = "${deterministic}"  # follows the top-level `deterministic` (an interpolation)
     max_time: str | None = None  # wall-clock cap "DD:HH:MM:SS": the run stops, checkpoints and consolidates
     log_every_n_steps: int = 10
     check_val_every_n_epoch: int = 1
