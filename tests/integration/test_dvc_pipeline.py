@@ -52,6 +52,17 @@ def _git(clone: Path, *args: str) -> None:
     subprocess.run(["git", *ident, *args], cwd=clone, check=True, capture_output=True, timeout=120)
 
 
+def _compose(clone: Path, overrides: list[str], print_stage: str = "") -> subprocess.CompletedProcess:
+    """Compose params.yaml from conf/ with ``overrides`` exactly as `dvc exp run -S` does; print a stage's command."""
+    code = (
+        "import os, sys; from dvc.utils.hydra import compose_and_dump\n"
+        "compose_and_dump('params.yaml', os.path.abspath('conf'), None, 'pipeline', os.path.abspath('.'), sys.argv[2:])"
+        "\nif sys.argv[1]:\n    from dvc.repo import Repo\n    print(Repo('.').stage.collect(sys.argv[1])[0].cmd)\n"
+    )
+    argv = [sys.executable, "-c", code, print_stage, *overrides]
+    return subprocess.run(argv, cwd=clone, env=_env(clone), capture_output=True, text=True, timeout=120, check=True)
+
+
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clean clone: the tracked and unignored files of the checkout, committed in a new git repository."""
@@ -160,27 +171,22 @@ def test_a_changed_training_parameter_reruns_train_predict_evaluate(clone: Path,
 
 def test_a_broken_stage_fails_the_run(clone: Path, first_run) -> None:
     assert first_run.returncode == 0
-    broken = dvc(clone, "exp", "run", "-S", "data.synthetic.n_targets=1")
+    _compose(clone, ["data.synthetic.n_targets=1"])  # as `dvc exp run -S` writes it; prepare rejects it
+    broken = dvc(clone, "repro")
     assert broken.returncode != 0
     assert "failed to reproduce 'prepare'" in broken.stdout + broken.stderr
+    assert "data.synthetic.n_targets: 1 is too few" in broken.stdout + broken.stderr  # the stage's own error line
+    subprocess.run(["git", "checkout", "params.yaml"], cwd=clone, check=True, timeout=60)
 
 
 def test_train_stage_as_a_slurm_multirun_dry_run(clone: Path) -> None:
     """The documented Slurm form: `-m` and the launcher group through the pipeline keys; the stage's own command."""
-    code = (
-        "import os, sys; from dvc.utils.hydra import compose_and_dump\n"
-        "compose_and_dump('params.yaml', os.path.abspath('conf'), None, 'pipeline', os.path.abspath('.'), sys.argv[1:])"
-        "\nfrom dvc.repo import Repo\nprint(Repo('.').stage.collect('train')[0].cmd)\n"
-    )
     overrides = ['pipeline.train_flags="-m"', 'pipeline.train_overrides="+launcher=slurm hydra.launcher.dry_run=true"']
-    env = _env(clone)
-    rendered = subprocess.run(
-        [sys.executable, "-c", code, *overrides], cwd=clone, env=env, capture_output=True, text=True, timeout=120
-    )
+    rendered = _compose(clone, overrides, print_stage="train")
     assert rendered.returncode == 0, rendered.stderr[-2000:]
     cmd = rendered.stdout.strip().splitlines()[-1]
     assert " -m " in cmd and "+launcher=slurm" in cmd
-    proc = subprocess.run(cmd, shell=True, cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, shell=True, cwd=clone, env=_env(clone), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "#SBATCH --ntasks-per-node=1" in proc.stdout and "dry run: nothing submitted" in proc.stdout
     subprocess.run(["git", "checkout", "params.yaml"], cwd=clone, check=True, timeout=60)
