@@ -30,6 +30,10 @@ demo: install ## The main job: train on the embedded synthetic set, predict PDB 
 	@echo "PDB files:        $(DEMO)/predict/pdb/"
 	@echo "TM-score report:  $(DEMO)/evaluate/report.md ($(DEMO)/evaluate/evaluation.json)"
 
+repro: install ## The DVC pipeline, data -> evaluation (docs/lineage.md); stages run with the venv's python
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc metrics show
+
 test: install ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
 	SLURM_LOCAL_NODES=2 SLURM_LOCAL_GPUS=2 bash slurm/start.sh
 	$(PYTEST) tests
@@ -63,4 +67,4 @@ lock: ## Recompile requirements.lock from pyproject.toml
 clean: ## Remove outputs and caches
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
-.PHONY: help install demo test test-fast test-slurm lint format slurm-up slurm-down bench lock clean
+.PHONY: help install demo repro test test-fast test-slurm lint format slurm-up slurm-down bench lock clean
