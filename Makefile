@@ -34,6 +34,10 @@ repro: install ## The DVC pipeline, data -> evaluation (docs/lineage.md); stages
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc metrics show
 
+params: install ## Recompose params.yaml from conf/ as `dvc exp run` does (commit it after editing conf/)
+	env -u RNA_HPC_DATA $(PY) -c "import os; from dvc.utils.hydra import compose_and_dump as c; \
+		c('params.yaml', os.path.abspath('conf'), None, 'pipeline', os.path.abspath('.'), [])"
+
 test: install ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
 	SLURM_LOCAL_NODES=2 SLURM_LOCAL_GPUS=2 bash slurm/start.sh
 	$(PYTEST) tests
@@ -67,4 +71,4 @@ lock: ## Recompile requirements.lock from pyproject.toml
 clean: ## Remove outputs and caches
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
-.PHONY: help install demo repro test test-fast test-slurm lint format slurm-up slurm-down bench lock clean
+.PHONY: help install demo repro params test test-fast test-slurm lint format slurm-up slurm-down bench lock clean
