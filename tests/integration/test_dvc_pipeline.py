@@ -99,7 +99,7 @@ def test_params_file_is_the_composition_of_conf(clone: Path) -> None:
     env = _env(clone)
     subprocess.run([sys.executable, "-c", code, str(out)], cwd=clone, env=env, check=True, timeout=120)
     composed, committed = yaml.safe_load(out.read_text()), yaml.safe_load((clone / "params.yaml").read_text())
-    assert composed == committed
+    assert composed == committed, "params.yaml is stale: run `make params` and commit it"
     out.unlink()
 
 
