@@ -14,7 +14,7 @@ install: $(VENV)/.installed ## Create the venv: torch 2.13.0 (CPU) first, then t
 $(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --no-compile torch==2.13.0 uv==0.13.9
-	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock -e .
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock -e ".[dvc]"
 	$(PY) -c "import torch, sys; sys.exit(0 if '+cpu' in torch.__version__ or torch.cuda.is_available() else 'a CUDA torch build was pulled in')"
 	touch $@
 
@@ -29,6 +29,14 @@ demo: install ## The main job: train on the embedded synthetic set, predict PDB 
 	@echo "checkpoint:       $(DEMO)/train/ckpt/best.ckpt (consolidated: outputs/shared/default/train/0/)"
 	@echo "PDB files:        $(DEMO)/predict/pdb/"
 	@echo "TM-score report:  $(DEMO)/evaluate/report.md ($(DEMO)/evaluate/evaluation.json)"
+
+repro: install ## The DVC pipeline, data -> evaluation (docs/lineage.md); stages run with the venv's python
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc metrics show
+
+params: install ## Recompose params.yaml from conf/ as `dvc exp run` does (commit it after editing conf/)
+	env -u RNA_HPC_DATA $(PY) -c "import os; from dvc.utils.hydra import compose_and_dump as c; \
+		c('params.yaml', os.path.abspath('conf'), None, 'pipeline', os.path.abspath('.'), [])"
 
 test: install ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
 	SLURM_LOCAL_NODES=2 SLURM_LOCAL_GPUS=2 bash slurm/start.sh
@@ -58,9 +66,9 @@ bench: install ## Print the benchmark figures (minutes)
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lock: ## Recompile requirements.lock from pyproject.toml
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -p 3.11 --find-links "$${PIP_FIND_LINKS:-}" --no-emit-package torch -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra dvc -p 3.11 --find-links "$${PIP_FIND_LINKS:-}" --no-emit-package torch -o requirements.lock
 
 clean: ## Remove outputs and caches
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
-.PHONY: help install demo test test-fast test-slurm lint format slurm-up slurm-down bench lock clean
+.PHONY: help install demo repro params test test-fast test-slurm lint format slurm-up slurm-down bench lock clean

@@ -28,6 +28,7 @@ from rna_hpc.evaluation.metrics import best_rmsd, best_tm, tm_score
 from rna_hpc.evaluation.report import format_table, plot_distance_maps, plot_tm, write_report
 from rna_hpc.evaluation.templates import TemplateIndex
 from rna_hpc.launch import validated_by
+from rna_hpc.lineage import log_evaluation
 from rna_hpc.structure_io import read_coordinate_csv, read_sequences, read_submission
 
 
@@ -190,6 +191,7 @@ def main(cfg: DictConfig) -> float:
             lancedb_uri=cfg.get("lancedb_uri"),
             run_id=cfg.get("run_id"),
         )
+        log_evaluation(cfg, result)
     except RnaHpcError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

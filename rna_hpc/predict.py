@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from rna_hpc.cli import user_errors
 from rna_hpc.config import CONFIG_DIR, checks, register_configs, validate
 from rna_hpc.launch import validated_by
+from rna_hpc.lineage import log_prediction
 
 register_configs()
 
@@ -28,6 +29,8 @@ def main(cfg: DictConfig) -> None:
         from rna_hpc.job.predict import predict
 
         submission = predict(cfg)
+        if submission.is_file():  # a shard whose parts are not all in yet has nothing to log
+            log_prediction(cfg, submission)
         print(f"predictions: {submission.parent / 'pdb'}/*.pdb\nsubmission:  {submission}")
 
 

@@ -187,7 +187,8 @@ class TrainerConfig:
     precision: str = "32-true"
     gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
-    deterministic: bool = False
+    deterministic: bool = "${deterministic}"  # follows the top-level `deterministic` (an interpolation)
+    max_time: str | None = None  # wall-clock cap "DD:HH:MM:SS": the run stops, checkpoints and consolidates
     log_every_n_steps: int = 10
     check_val_every_n_epoch: int = 1
     val_check_interval: float | None = None
@@ -293,6 +294,7 @@ class TrainConfig:
     objective: str = "val/tm"  # the metric the task function returns to a sweeper
     fail_below_baseline: bool = False  # a run whose best val TM is below the A-form helix is a failure
     resume: str = "auto"  # auto | never | ignore_config_change
+    deterministic: bool = False  # deterministic algorithms, seeded workers, cuBLAS workspace (docs/lineage.md)
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
     lora: LoraConfig = MISSING
@@ -305,6 +307,7 @@ class TrainConfig:
     consolidate: ConsolidateConfig = field(default_factory=ConsolidateConfig)
     trial: TrialConfig = field(default_factory=TrialConfig)
     hpo: Any = None
+    pipeline: Any = None  # settings of the DVC pipeline (conf/pipeline.yaml); training ignores them
 
 
 @dataclass
@@ -322,6 +325,7 @@ class PredictConfig:
     shards: int = 1  # jobs the prediction is split over (with -m: one array of `shards` jobs, merged at the end)
     shard: int = 0  # which of them this job is (set by the sweep: hydra.sweeper.params in conf/predict.yaml)
     results_dir: str = "${hydra:sweep.dir}/results"  # where the shards' PDB files and merged submission go
+    runs_log: str | None = "${paths.shared_dir}/default/runs.jsonl"  # one line per prediction; null: none
     data: DataConfig = MISSING
     paths: PathsConfig = MISSING
 

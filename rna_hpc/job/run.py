@@ -23,6 +23,7 @@ from rna_hpc.job.identity import RunIdentity
 from rna_hpc.job.resume import check_config_compatible, find_resume_checkpoint
 from rna_hpc.job.trainer import build_trainer
 from rna_hpc.launch.env import JobContext, check_requeue_limit, check_world_size, export_torch_distributed_env
+from rna_hpc.lineage import apply_determinism, log_training_run
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ def run_training(cfg: DictConfig) -> float:
 
 def fit(cfg: DictConfig, ctx: JobContext, identity: RunIdentity) -> float:
     """Build data, model and trainer; fit from the resume point; return the objective."""
+    apply_determinism(cfg.deterministic)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, seed=cfg.seed, _convert_="object")
     module = build_module(cfg)
@@ -160,7 +162,9 @@ def fit(cfg: DictConfig, ctx: JobContext, identity: RunIdentity) -> float:
     value = objective_value(trainer, cfg)
     if cfg.fail_below_baseline:
         check_above_helix(trainer, cfg)
-    log.info("rank %d parameters sha256 %s", trainer.global_rank, parameters_digest(module))
+    digest = parameters_digest(module)
+    log.info("rank %d parameters sha256 %s", trainer.global_rank, digest)
     if trainer.is_global_zero:
+        log_training_run(cfg, identity, trainer, datamodule, digest)
         log.info("%s = %.4f  (run dir %s, shared %s)", cfg.objective, value, identity.run_dir, identity.shared_dir)
     return value

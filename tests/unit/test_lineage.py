@@ -1,3 +1,57 @@
+"""deterministic=true switches torch to deterministic algorithms and fixes the cuBLAS workspace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from omegaconf import OmegaConf
+
+from rna_hpc.lineage import CUBLAS_WORKSPACE, data_hash
+
+
+def test_apply_determinism_sets_torch_flags_and_cublas_workspace() -> None:
+    code = (
+        "import os, torch\n"
+        "from rna_hpc.lineage import apply_determinism\n"
+        "apply_determinism(False)\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "apply_determinism(True)\n"
+        "print(torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,"
+        " os.environ['CUBLAS_WORKSPACE_CONFIG'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False", CUBLAS_WORKSPACE]
+
+
+def test_trainer_deterministic_follows_the_top_level_key() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from rna_hpc.config import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["deterministic=true"])
+        default = compose("train")
+    assert cfg.trainer.deterministic is True and default.trainer.deterministic is False
+    assert OmegaConf.select(cfg, "trainer.max_time") is None
+
+
+def test_data_hash_is_the_feature_cache_key() -> None:
+    class Report:
+        cache_path = "/cache/" + "ab" * 32 + ".pt"
+
+    class Prepared:
+        report = Report()
+
+    class Module:
+        data = Prepared()
+
+    assert data_hash(Module()) == "ab" * 32
+    assert data_hash(object()) is None
+
+
 def test_env_ci_keeps_everything_under_the_working_dir_with_small_budgets() -> None:
     from hydra import compose, initialize_config_dir
 
