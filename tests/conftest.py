@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from predicting import checkpoint, inputs  # noqa: F401  (fixtures: a tiny real checkpoint, validation sequences)
 
 # Tests share 2 cores: one intra-op thread per process (subprocesses inherit it).
 os.environ.setdefault("OMP_NUM_THREADS", "1")

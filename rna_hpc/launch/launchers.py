@@ -31,9 +31,10 @@ from omegaconf import OmegaConf, open_dict
 from rna_hpc import compat
 from rna_hpc.checkpoint.scrub import scrub_text
 from rna_hpc.errors import TrainingFailed
-from rna_hpc.launch import requeue
+from rna_hpc.launch import preflight, requeue
 from rna_hpc.launch.plan import PlannedJob, ShapeGroup, SweepConfigLoader, array_chunks, plan_sweep
 from rna_hpc.launch.report import dry_run_scripts, failure_summary, sweep_summary, task_error
+from rna_hpc.launch.shared_call import SharedCall
 from rna_hpc.launch.validators import checks_of
 
 log = logging.getLogger(__name__)
@@ -223,11 +224,15 @@ class RnaHpcLauncherBase:
             os.chmod(str(sweep.dir), int(str(sweep.mode), 8))
 
     def _submit(self, executor: Any, jobs: list[PlannedJob]) -> list[Any]:
-        args, state = [], Singleton.get_state()  # the same for every job of the sweep: taken once
+        args = []
         for job in jobs:
             log.info(scrub_text(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}"))
-            args.append((job.overrides, "hydra.sweep.dir", job.num, f"job_id_for_{job.num}", state))
-        return list(executor.map_array(self, *zip(*args)))
+            args.append((job.overrides, "hydra.sweep.dir", job.num, f"job_id_for_{job.num}"))
+        state = Singleton.get_state()
+        if len(jobs) == 1:
+            return [executor.submit(self, *args[0], state)]
+        call = SharedCall(self, state, preflight.static_prefix(str(executor.folder)))  # one pickle per array
+        return list(executor.map_array(call, *zip(*args)))
 
     def _collect(self, job: PlannedJob, submitted: Any) -> JobReturn:
         try:
