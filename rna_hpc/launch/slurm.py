@@ -36,7 +36,7 @@ from rna_hpc.checkpoint.scrub import scrub_text
 from rna_hpc.config.validate import validate
 from rna_hpc.errors import ConfigError, TrainingFailed
 from rna_hpc.job.identity import RunIdentity
-from rna_hpc.launch import preflight
+from rna_hpc.launch import preflight, resources
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,8 @@ class _ValidatingLauncher:
                 key = json.dumps(job.params, sort_keys=True, default=str)
                 groups.setdefault(key, ShapeGroup(job.params)).jobs.append(job)
         if self._SLURM:
-            for message in preflight.partition_problems([g.params for g in groups.values()]):
+            shapes = [g.params for g in groups.values()]
+            for message in preflight.partition_problems(shapes) + resources.node_limit_problems(shapes):
                 problems.add(message)
         if not problems.where:  # executors only for a sound sweep: the local one creates its folder
             for group in groups.values():
@@ -378,9 +379,9 @@ def sweep_summary(groups: Sequence[ShapeGroup], executor: str) -> str:
     for i, g in enumerate(groups, start=1):
         p = g.params
         nodes, tasks, cpus = p.get("nodes") or 1, p.get("tasks_per_node") or 1, p.get("cpus_per_task") or 1
-        gpus, minutes = p.get("gpus_per_node") or 0, p.get("timeout_min") or 0
+        gpus, minutes = resources.gpus_per_node(p), p.get("timeout_min") or 0
         core_h += len(g.jobs) * nodes * tasks * cpus * minutes / 60
-        gpu_h += len(g.jobs) * nodes * gpus * minutes / 60
+        gpu_h += len(g.jobs) * resources.job_gpus(p) * minutes / 60
         nums = ", ".join(f"#{j.num}" for j in g.jobs)
         where = f"partition {p['partition']}" if p.get("partition") else "default partition"
         lines.append(
