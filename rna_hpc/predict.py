@@ -1,4 +1,7 @@
-"""``python -m rna_hpc.predict ckpt=<path> input=<fasta or csv>``: PDB files and a Kaggle-layout submission.
+"""``python -m rna_hpc.predict ckpt=<path> input=<fasta or csv> [trainer=gpu]``: PDB files and a Kaggle submission.
+
+It computes on ``trainer.accelerator`` (``cpu`` by default; ``gpu``: one GPU per job, in fp32, the sampling noise
+drawn from a CPU generator so that the same checkpoint and seed give the same structures on either device).
 
 Each target gets ``n_predictions`` diverse structures ranked by confidence (agreement between candidates of the
 sources in ``candidates``: the model's diffusion samples, the secondary-structure prior, templates from the train split
@@ -16,6 +19,7 @@ from omegaconf import DictConfig
 
 from rna_hpc.cli import user_errors
 from rna_hpc.config import CONFIG_DIR, register_configs
+from rna_hpc.config.validate import ACCELERATORS
 from rna_hpc.errors import ConfigError
 
 register_configs()
@@ -40,6 +44,10 @@ def check_predict_config(cfg: DictConfig) -> None:
         problems.append(f"templates_dir: no train_labels.csv in {cfg.templates_dir}")
     if cfg.n_predictions < 1:
         problems.append("n_predictions: must be >= 1")
+    if cfg.trainer.devices != 1 or cfg.trainer.num_nodes != 1:
+        problems.append("trainer.devices: prediction runs on one device per job; split the input across jobs")
+    if cfg.trainer.accelerator not in ACCELERATORS:
+        problems.append(f"trainer.accelerator: {cfg.trainer.accelerator!r} not in {list(ACCELERATORS)}")
     if problems:
         raise ConfigError(problems)
 
@@ -63,6 +71,7 @@ def predict(cfg: DictConfig) -> Path:
     from rna_hpc.data.dataset import collate
     from rna_hpc.data.fasta import read_predict_sequences
     from rna_hpc.evaluation.ranking import rank_candidates
+    from rna_hpc.job.devices import inference_device
     from rna_hpc.model.build import build_module_from_checkpoint
     from rna_hpc.model.candidates import batch_sequences, candidate_pools
     from rna_hpc.structure_io import write_pdb, write_submission
@@ -71,7 +80,9 @@ def predict(cfg: DictConfig) -> Path:
     sequences = read_predict_sequences(
         cfg.input, cfg.data.max_predict_length, cfg.data.crop_long_predict, cfg.data.unknown_nucleotide
     )
-    module = build_module_from_checkpoint(cfg.ckpt)
+    device = inference_device(str(cfg.trainer.accelerator), torch.cuda.is_available())
+    module = build_module_from_checkpoint(cfg.ckpt).to(device)
+    log.info("predicting on %s", device)
     templates = load_template_prior(cfg.templates_dir)
     module.net.attach_templates(templates)
     data_fields = {k: v for k, v in cfg.data.items() if k != "_target_"}
@@ -80,6 +91,7 @@ def predict(cfg: DictConfig) -> Path:
     entries = []
     for start in range(0, len(items), cfg.batch_size):
         batch = collate(items[start : start + cfg.batch_size])
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         pools = candidate_pools(module, batch, list(cfg.candidates), n, templates, generator, cfg.seed)
         for tid, seq, pool in zip(batch["target_id"], batch_sequences(batch), pools, strict=True):
             ranked = rank_candidates(np.stack(pool.coords), pool.names, n, pool.sources)

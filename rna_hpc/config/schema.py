@@ -335,6 +335,7 @@ class PredictConfig:
     batch_size: int = 4
     seed: int = 0
     data: DataConfig = MISSING
+    trainer: TrainerConfig = MISSING  # accelerator (cpu, gpu) and devices (1: one device per prediction job)
     paths: PathsConfig = MISSING
 
 

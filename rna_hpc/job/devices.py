@@ -72,3 +72,16 @@ def assign_device(
             f"{len(visible)} GPU(s) (CUDA_VISIBLE_DEVICES={','.join(visible)})"
         )
     return DeviceAssignment(ctx.global_rank, ctx.local_rank, binding, visible, index)
+
+
+def inference_device(accelerator: str, cuda_available: bool, ctx: JobContext | None = None) -> str:
+    """The one device a prediction job computes on: ``cpu``, or its GPU (checked as a training task's under Slurm).
+
+    ``auto`` takes a GPU when torch sees one; ``gpu``/``cuda`` without one is a ConfigError.
+    """
+    if accelerator == "cpu" or (accelerator == "auto" and not cuda_available):
+        return "cpu"
+    if not cuda_available:
+        raise ConfigError(f"trainer.accelerator: {accelerator}, but torch sees no CUDA device on this machine")
+    ctx = ctx or JobContext.from_env()
+    return assign_device(ctx, 1).device if ctx.is_slurm else "cuda:0"
