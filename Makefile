@@ -32,13 +32,16 @@ demo: install ## The main job: train on the embedded synthetic set, predict PDB 
 
 test: install ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
 	SLURM_LOCAL_NODES=2 SLURM_LOCAL_GPUS=2 bash slurm/start.sh
-	$(PYTEST) tests
+	$(PYTEST) tests -m "not gpu"
 
 test-fast: install ## Everything but the Slurm layer
-	$(PYTEST) tests -m "not slurm"
+	$(PYTEST) tests -m "not slurm and not gpu"
 
 test-slurm: install slurm-up ## Only the tests against the real local Slurm
-	$(PYTEST) tests -m slurm
+	$(PYTEST) tests -m "slurm and not gpu"
+
+test-gpu: install ## Only the tests that need a real CUDA GPU (benchmarks/gpu_check.sh runs them on a GPU machine)
+	$(PYTEST) tests -m gpu
 
 lint: install ## ruff lint + format check
 	$(VENV)/bin/ruff check .
