@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
+from pathlib import Path
 
 from common import REPO
 
@@ -83,14 +83,18 @@ def main() -> None:
     parser.add_argument("--model", default="base")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--record", type=Path, help="append the figures as one JSON line to this file")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     result = measure([f"model={args.model}", *args.overrides], args.precision, args.warmup, args.steps)
     print(
         f"train {result['model']} {result['precision']:>10}: {result['samples_per_s']} samples/s, "
-        f"peak GPU memory {result['peak_gpu_mem_gib']} GiB ({result['steps']} steps on {result['gpu']})"
+        f"peak GPU memory {result['peak_gpu_mem_gib']} GiB ({result['steps']} steps on {result['gpu']})",
+        flush=True,
     )
-    print(json.dumps(result), file=sys.stderr)
+    if args.record:
+        with open(args.record, "a") as fh:
+            fh.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

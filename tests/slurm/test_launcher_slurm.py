@@ -41,7 +41,9 @@ def _normalise(text: str, run_dir: Path) -> str:
     return re.sub(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}", "<NOW>", text)
 
 
-@pytest.mark.parametrize(("overrides", "golden"), [(CANONICAL, GOLDEN), (CANONICAL_GPU, GOLDEN_GPU)], ids=["cpu", "gpu"])
+@pytest.mark.parametrize(
+    ("overrides", "golden"), [(CANONICAL, GOLDEN), (CANONICAL_GPU, GOLDEN_GPU)], ids=["cpu", "gpu"]
+)
 def test_dry_run_prints_golden_sbatch_and_submits_nothing(
     tmp_path: Path, run_app: Callable, sacct: Callable, overrides: tuple[str, ...], golden: Path
 ) -> None:
