@@ -118,3 +118,16 @@ def test_sweep_summary_counts_gres_and_gpus_per_node_alike(tmp_path: Path, run_a
         summaries[name] = _summary(out)
     assert summaries["gpus_per_node"] == ("2 gpu(s)/node", "budget at the time limits: 0.33 core-hours, 0.33 GPU-hours")
     assert summaries["gres"] == summaries["gpus_per_node"] == summaries["gpus_per_task"], summaries
+
+
+def test_a_task_seeing_the_wrong_gpu_count_fails_with_one_line(tmp_path: Path, run_app: Callable) -> None:
+    # a hand-set gres of 1 GPU per node under per-node binding: each of the 2 tasks sees 1 GPU, not trainer.devices=2
+    job = ("launcher=slurm", "trainer=gpu", "trainer.devices=2", "hydra.launcher.timeout_min=5")
+    out = run_app(tmp_path, *job, "hydra.launcher.gpus_per_node=null", "hydra.launcher.gres=gpu:1", timeout=300)
+    assert out.returncode != 0
+    assert re.search(
+        r"hydra\.launcher\.gpu_binding: node, so task rank [01] \(local rank [01]\) on \S+ should see 2 GPU\(s\), "
+        r"but it sees 1 \(CUDA_VISIBLE_DEVICES=\d\) with trainer.devices=2",
+        out.stdout,
+    ), out.stdout
+    assert _records(tmp_path / "sweep") == []
