@@ -40,13 +40,16 @@ params: install ## Recompose params.yaml from conf/ as `dvc exp run` does (commi
 
 test: install ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
 	SLURM_LOCAL_NODES=2 SLURM_LOCAL_GPUS=2 bash slurm/start.sh
-	$(PYTEST) tests
+	$(PYTEST) tests -m "not gpu"
 
-test-fast: install ## Everything but the Slurm layer and the slow tests
-	$(PYTEST) tests -m "not slurm and not slow"
+test-fast: install ## Everything but the Slurm layer, the slow and the GPU tests
+	$(PYTEST) tests -m "not slurm and not slow and not gpu"
 
 test-slurm: install slurm-up ## Only the tests against the real local Slurm
-	$(PYTEST) tests -m slurm
+	$(PYTEST) tests -m "slurm and not gpu"
+
+test-gpu: install ## Only the tests that need a real CUDA GPU (benchmarks/gpu_check.sh runs them on a GPU machine)
+	$(PYTEST) tests -m gpu
 
 lint: install ## ruff lint + format check
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,7 @@
-"""``python -m rna_hpc.predict ckpt=<path> input=<fasta or csv>``: PDB files and a Kaggle-layout submission.
+"""``python -m rna_hpc.predict ckpt=<path> input=<fasta or csv> [trainer=gpu]``: PDB files and a Kaggle submission.
+
+It computes on ``trainer.accelerator`` (``cpu`` by default; ``gpu``: one GPU per job, in fp32, the sampling noise
+drawn from a CPU generator so that the same checkpoint and seed give the same structures on either device).
 
 Each target gets ``n_predictions`` diverse structures ranked by confidence (agreement between candidates of the
 sources in ``candidates``: the model's diffusion samples, the secondary-structure prior, templates from the train split

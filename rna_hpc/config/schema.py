@@ -82,7 +82,8 @@ class DataConfig:
     crop_long_predict: bool = False  # False: a too-long predict target is an error naming the limit
     batch_size: int = 4
     val_batch_size: int = 4
-    num_workers: int = 0
+    num_workers: int | None = None  # None: cpus_per_task - 1 under Slurm (the main process keeps one), else 0
+    pin_memory: bool | None = None  # None: on when the trainer runs on a GPU
     bucket_by_length: bool = True
     on_error: OnError = OnError.skip  # per-target problems; whole-file structural problems always raise
     unknown_nucleotide: UnknownNucleotide = UnknownNucleotide.mask
@@ -202,6 +203,19 @@ class TrainerConfig:
 
 
 @dataclass
+class DDPConfig:
+    """Multi-process settings: NCCL on a GPU accelerator, gloo on CPU (picked by rna_hpc, not set here)."""
+
+    timeout_min: float = 30.0  # a collective waiting longer than this fails the job instead of hanging
+    find_unused_parameters: bool = False  # True only for a model whose forward skips parameters
+    bucket_cap_mb: int = 25  # gradient bucket size of DistributedDataParallel
+    # exported before the process group starts, NCCL backend only (TORCH_NCCL_* / NCCL_* variables)
+    nccl_env: dict[str, str] = field(
+        default_factory=lambda: {"TORCH_NCCL_ASYNC_ERROR_HANDLING": "1", "NCCL_DEBUG": "WARN"}
+    )
+
+
+@dataclass
 class OptimConfig:
     optimizer: Any = field(
         default_factory=lambda: {
@@ -299,6 +313,7 @@ class TrainConfig:
     model: ModelConfig = MISSING
     lora: LoraConfig = MISSING
     trainer: TrainerConfig = MISSING
+    ddp: DDPConfig = field(default_factory=DDPConfig)
     optim: OptimConfig = MISSING
     loss: LossConfig = MISSING
     logger: LoggerConfig = MISSING
@@ -327,6 +342,7 @@ class PredictConfig:
     results_dir: str = "${hydra:sweep.dir}/results"  # where the shards' PDB files and merged submission go
     runs_log: str | None = "${paths.shared_dir}/default/runs.jsonl"  # one line per prediction; null: none
     data: DataConfig = MISSING
+    trainer: TrainerConfig = MISSING  # accelerator (cpu, gpu) and devices (1: one device per prediction job)
     paths: PathsConfig = MISSING
 
 

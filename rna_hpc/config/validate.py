@@ -29,6 +29,11 @@ METRICS = ("val/tm", "val/rmsd", "val/loss", "train/loss")
 # where predict's candidate structures come from (rna_hpc.model.candidates); the template sources need templates_dir
 CANDIDATE_SOURCES = ("model", "model_template", "ss_model", "template", "helix")
 NEEDS_TEMPLATES = ("model_template", "template")
+# Lightning precisions rna_hpc trains with; fp16 AMP Lightning does not run on CPU (it swaps in bf16-mixed)
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+CPU_REFUSED_PRECISIONS = ("16-mixed",)
+_NCCL_VAR = re.compile(r"(TORCH_)?NCCL_[A-Z0-9_]+")
+NCCL_DEBUG_LEVELS = ("VERSION", "WARN", "INFO", "TRACE")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -183,6 +188,36 @@ def trainer_settings(cfg: DictConfig) -> list[str]:
         problems.append("trainer.devices / trainer.num_nodes: must be >= 1 (one process per device)")
     if t.max_epochs < 1 and t.max_steps < 1:
         problems.append("trainer.max_epochs: set max_epochs or max_steps to a positive budget")
+    precision = str(t.precision)
+    if precision not in PRECISIONS:
+        problems.append(f"trainer.precision: {precision!r} not in {list(PRECISIONS)}")
+    elif t.accelerator == "cpu" and precision in CPU_REFUSED_PRECISIONS:
+        problems.append(
+            f"trainer.precision: {precision} needs a GPU (Lightning has no fp16 AMP on CPU); "
+            "use 32-true or bf16-mixed with trainer.accelerator=cpu"
+        )
+    return problems
+
+
+def ddp_settings(cfg: DictConfig) -> list[str]:
+    """DDP timeout and bucket size positive; NCCL variables named and valued as NCCL reads them."""
+    d = cfg.get("ddp")
+    if d is None:
+        return []
+    problems = []
+    if d.timeout_min <= 0:
+        problems.append(f"ddp.timeout_min: must be positive, is {d.timeout_min}")
+    if d.bucket_cap_mb < 1:
+        problems.append(f"ddp.bucket_cap_mb: must be >= 1, is {d.bucket_cap_mb}")
+    for key, value in d.nccl_env.items():
+        if not _NCCL_VAR.fullmatch(str(key)):
+            problems.append(f"ddp.nccl_env.{key}: not an NCCL variable (NCCL_* or TORCH_NCCL_*)")
+        elif not re.fullmatch(r"[\w.,:=/+-]*", str(value)):
+            problems.append(f"ddp.nccl_env.{key}: {value!r} contains spaces, quotes or newlines")
+        elif key == "NCCL_DEBUG" and str(value) not in NCCL_DEBUG_LEVELS:
+            problems.append(f"ddp.nccl_env.NCCL_DEBUG: {value!r} not in {list(NCCL_DEBUG_LEVELS)}")
+        elif key == "TORCH_NCCL_ASYNC_ERROR_HANDLING" and str(value) not in ("0", "1", "2", "3"):
+            problems.append(f"ddp.nccl_env.TORCH_NCCL_ASYNC_ERROR_HANDLING: {value!r} must be 0, 1, 2 or 3")
     return problems
 
 
@@ -234,6 +269,10 @@ def predict_inputs(cfg: DictConfig) -> list[str]:
         problems.append(f"templates_dir: no train_labels.csv in {templates_dir}")
     if (_get(cfg, "n_predictions") or 0) < 1:
         problems.append("n_predictions: must be >= 1")
+    if _get(cfg, "trainer.devices", 1) != 1 or _get(cfg, "trainer.num_nodes", 1) != 1:
+        problems.append("trainer.devices: prediction runs on one device per job; split the input across jobs")
+    if _get(cfg, "trainer.accelerator", "cpu") not in ACCELERATORS:
+        problems.append(f"trainer.accelerator: {_get(cfg, 'trainer.accelerator')!r} not in {list(ACCELERATORS)}")
     shards, shard = _get(cfg, "shards", 1), _get(cfg, "shard", 0)
     if shards < 1:
         problems.append(f"shards: must be >= 1, is {shards}")
@@ -259,6 +298,7 @@ RULES: tuple[Rule, ...] = (
     data_settings,
     paths_exist,
     trainer_settings,
+    ddp_settings,
     run_settings,
     launcher_settings,
 )

@@ -29,6 +29,7 @@ from rna_hpc.data.sampler import LengthBucketSampler, ResumableDataLoader, train
 from rna_hpc.data.splits import subsample
 from rna_hpc.data.targets import normalize_sequence
 from rna_hpc.errors import ConfigError
+from rna_hpc.launch.env import JobContext
 
 _FIELDS = {f.name for f in dataclasses.fields(DataConfig)} - {"_target_", "featurizer", "synthetic"}
 
@@ -51,6 +52,15 @@ def data_config(featurizer: Any = None, synthetic: Any = None, **fields: Any) ->
     except TypeError as err:
         raise ConfigError(f"data.featurizer / data.synthetic: {err}") from None
     return DataConfig(featurizer=feat, synthetic=syn, **fields)
+
+
+def loader_settings(
+    num_workers: int | None, pin_memory: bool | None, ctx: JobContext, on_gpu: bool
+) -> tuple[int, bool]:
+    """``(workers, pin_memory)`` of the loaders: as configured, else ``cpus_per_task - 1`` workers under Slurm (0
+    elsewhere) and pinned memory on a GPU."""
+    workers = num_workers if num_workers is not None else max(0, (ctx.cpus_per_task or 1) - 1)
+    return int(workers), bool(on_gpu if pin_memory is None else pin_memory)
 
 
 class RNADataModule(pl.LightningDataModule):
@@ -102,8 +112,10 @@ class RNADataModule(pl.LightningDataModule):
         )
 
     def _loader_kwargs(self) -> dict[str, Any]:
-        workers = int(self.cfg.num_workers)
-        return {"collate_fn": collate, "num_workers": workers, "persistent_workers": workers > 0}
+        trainer = self.trainer
+        on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        workers, pin = loader_settings(self.cfg.num_workers, self.cfg.pin_memory, JobContext.from_env(), on_gpu)
+        return {"collate_fn": collate, "num_workers": workers, "persistent_workers": workers > 0, "pin_memory": pin}
 
     def _train_progress(self) -> tuple[int, float]:
         """(batches of this epoch done, batches per epoch, ``limit_train_batches`` included) as the trainer counts."""

@@ -9,7 +9,6 @@ Slurm's) also bounds what each trial job can be charged: that bound is printed b
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rna_hpc.hpo.errors import SweepConfigError
 from rna_hpc.hpo.space import override_key
+from rna_hpc.launch.resources import job_gpus
 
 EPOCHS_KEY = "trainer.max_epochs"
 FRACTION_KEY = "data.fraction"
@@ -84,13 +84,8 @@ def job_resources(cfg: DictConfig) -> JobResources:
     launcher = _select(cfg, "hydra.launcher") or {}
     nodes = _int(launcher, "nodes") or 1
     tasks = _int(launcher, "tasks_per_node") or 1
-    gpus_per_node = _int(launcher, "gpus_per_node")
-    if not gpus_per_node and _int(launcher, "gpus_per_task"):
-        gpus_per_node = _int(launcher, "gpus_per_task") * tasks
-    match = re.search(r"gpu(?::[^:,]+)?:(\d+)", str(launcher.get("gres") or ""))
-    if not gpus_per_node and match:
-        gpus_per_node = int(match.group(1))
-    gpus = nodes * gpus_per_node
+    counted = {key: _int(launcher, key) for key in ("nodes", "tasks_per_node", "gpus_per_node", "gpus_per_task")}
+    gpus = job_gpus({**counted, "gres": _select(cfg, "hydra.launcher.gres")})
     if not gpus and str(_select(cfg, "trainer.accelerator")) in ("gpu", "cuda"):
         gpus = int(_select(cfg, "trainer.devices") or 1) * int(_select(cfg, "trainer.num_nodes") or 1)
     return JobResources(

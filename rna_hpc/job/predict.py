@@ -27,6 +27,7 @@ from rna_hpc.data.datamodule import RNADataModule
 from rna_hpc.data.dataset import collate
 from rna_hpc.data.fasta import read_predict_sequences
 from rna_hpc.evaluation.ranking import rank_candidates
+from rna_hpc.job.devices import inference_device
 from rna_hpc.model.build import build_module_from_checkpoint
 from rna_hpc.model.candidates import batch_sequences, candidate_pools
 from rna_hpc.structure_io import write_pdb, write_submission
@@ -59,18 +60,22 @@ def _pad_to(models: np.ndarray, n: int) -> np.ndarray:
 
 
 def predict_targets(cfg: DictConfig, out_dir: Path) -> list[tuple[str, str, np.ndarray]]:
-    """Predict this shard's targets: one PDB file each under ``out_dir/pdb``; the submission entries."""
+    """Predict this shard's targets on the configured device: one PDB file each under ``out_dir/pdb``; the
+    submission entries."""
     n, shards = int(cfg.n_predictions), int(cfg.shards)
     sequences = read_predict_sequences(
         cfg.input, cfg.data.max_predict_length, cfg.data.crop_long_predict, cfg.data.unknown_nucleotide
     )
-    module = build_module_from_checkpoint(cfg.ckpt)
+    device = inference_device(str(cfg.trainer.accelerator), torch.cuda.is_available())
+    module = build_module_from_checkpoint(cfg.ckpt).to(device)
+    log.info("predicting on %s", device)
     templates = load_template_prior(cfg.templates_dir)
     module.net.attach_templates(templates)
     data = RNADataModule(seed=cfg.seed, **{k: v for k, v in cfg.data.items() if k != "_target_"})
     entries = []
     for b, part in shard_batches(len(sequences), int(cfg.batch_size), int(cfg.shard), shards):
         batch = collate(data.predict_samples(sequences[part]))
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         generator = torch.Generator().manual_seed(int(cfg.seed) * 1_000_003 + b)
         pools = candidate_pools(module, batch, list(cfg.candidates), n, templates, generator, cfg.seed)
         for tid, seq, pool in zip(batch["target_id"], batch_sequences(batch), pools, strict=True):

@@ -19,10 +19,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rna_hpc.errors import ConfigError, TrainingFailed
+from rna_hpc.job.devices import assign_device
 from rna_hpc.job.identity import RunIdentity
 from rna_hpc.job.resume import check_config_compatible, find_resume_checkpoint
 from rna_hpc.job.trainer import build_trainer
 from rna_hpc.launch.env import JobContext, check_requeue_limit, check_world_size, export_torch_distributed_env
+from rna_hpc.launch.resources import GPU_ACCELERATORS
 from rna_hpc.lineage import apply_determinism, log_training_run
 
 log = logging.getLogger(__name__)
@@ -139,25 +141,28 @@ def run_training(cfg: DictConfig) -> float:
     check_world_size(ctx, cfg.trainer.devices, cfg.trainer.num_nodes)
     torch.set_num_threads(ctx.torch_threads)
     hydra_cfg = HydraConfig.get()
+    binding = str(hydra_cfg.launcher.get("gpu_binding") or "node")
     identity = RunIdentity.from_hydra(cfg, hydra_cfg)
     if ctx.is_global_zero:
         (identity.shared_dir / "error.json").unlink(missing_ok=True)  # a requeued attempt starts clean
     try:
         check_requeue_limit(ctx, hydra_cfg.launcher.get("max_num_preemptions"))
-        return fit(cfg, ctx, identity)
+        if ctx.is_slurm and cfg.trainer.accelerator in GPU_ACCELERATORS:  # one line per task that sees the wrong GPUs
+            log.info("GPU %s", assign_device(ctx, cfg.trainer.devices, binding).as_dict())
+        return fit(cfg, ctx, identity, binding)
     except Exception as err:
         if ctx.is_global_zero:
             record_failure(err, identity, ctx)
         raise
 
 
-def fit(cfg: DictConfig, ctx: JobContext, identity: RunIdentity) -> float:
+def fit(cfg: DictConfig, ctx: JobContext, identity: RunIdentity, gpu_binding: str = "node") -> float:
     """Build data, model and trainer; fit from the resume point; return the objective."""
     apply_determinism(cfg.deterministic)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, seed=cfg.seed, _convert_="object")
     module = build_module(cfg)
-    trainer = build_trainer(cfg, identity, ctx)
+    trainer = build_trainer(cfg, identity, ctx, gpu_binding)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_point(cfg, identity))
     value = objective_value(trainer, cfg)
     if cfg.fail_below_baseline:

@@ -107,22 +107,60 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, log
     return callbacks
 
 
-def build_trainer(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> pl.Trainer:
+class OneGpuPerTaskSLURMEnvironment(SLURMEnvironment):
+    """Slurm bound one GPU to each task (``--gpus-per-task=1``): it is ``cuda:0`` in every task.
+
+    Lightning indexes its devices by local rank; here every task runs with ``devices=1`` and local rank 0, while
+    global rank and world size still come from Slurm, and the tasks per node are checked against the launcher's.
+    """
+
+    def __init__(self, tasks_per_node: int) -> None:
+        super().__init__(auto_requeue=False)
+        self.tasks_per_node = tasks_per_node
+
+    def local_rank(self) -> int:
+        return 0
+
+    def validate_settings(self, num_devices: int, num_nodes: int) -> None:
+        super().validate_settings(self.tasks_per_node, num_nodes)
+
+
+def ddp_strategy(cfg: DictConfig) -> Any:
+    """DDP with NCCL on a GPU accelerator (its ``ddp.nccl_env`` exported first), gloo on CPU."""
+    import os
+    from datetime import timedelta
+
+    from pytorch_lightning.strategies import DDPStrategy
+
+    backend = "gloo" if cfg.trainer.accelerator == "cpu" else "nccl"
+    if backend == "nccl":
+        os.environ.update({str(k): str(v) for k, v in cfg.ddp.nccl_env.items()})
+    return DDPStrategy(
+        process_group_backend=backend,
+        timeout=timedelta(minutes=float(cfg.ddp.timeout_min)),
+        find_unused_parameters=bool(cfg.ddp.find_unused_parameters),
+        bucket_cap_mb=int(cfg.ddp.bucket_cap_mb),
+    )
+
+
+def build_trainer(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, gpu_binding: str = "node") -> pl.Trainer:
     """A Trainer whose processes were started by the launcher: Lightning spawns nothing and never requeues."""
     plugins: list[Any] = [AtomicCheckpointIO()]
-    if ctx.is_slurm:
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    per_task = ctx.is_slurm and gpu_binding == "task" and cfg.trainer.accelerator != "cpu"
+    if per_task:
+        plugins.append(OneGpuPerTaskSLURMEnvironment(cfg.trainer.devices))
+        kwargs["devices"] = 1
+    elif ctx.is_slurm:
         plugins.append(SLURMEnvironment(auto_requeue=False))  # submitit owns requeue
     strategy: Any = cfg.trainer.strategy
     world = cfg.trainer.devices * cfg.trainer.num_nodes
     if world > 1 and strategy in ("auto", "ddp"):
-        from pytorch_lightning.strategies import DDPStrategy
-
-        backend = "gloo" if cfg.trainer.accelerator == "cpu" else "nccl"
-        strategy = DDPStrategy(process_group_backend=backend)
+        strategy = ddp_strategy(cfg)
     loggers = build_loggers(cfg, identity)
     # from a plain container: `strategy` is typed str in the schema, and here it is a strategy object
     return instantiate(
-        OmegaConf.to_container(cfg.trainer, resolve=True),
+        kwargs,
         strategy=strategy,
         plugins=plugins,
         logger=loggers or False,

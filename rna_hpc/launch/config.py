@@ -18,7 +18,7 @@ from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQu
 from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-GPU_ACCELERATORS = ("gpu", "cuda")
+from rna_hpc.launch.resources import bound_gpus
 
 
 @dataclass
@@ -39,6 +39,9 @@ class RnaHpcSlurmQueueConf(SlurmQueueConf):
     # restarts for other causes than the time limit (preemption, scontrol requeue, node failure) before a job stops
     # instead of resuming; None: no limit
     max_num_preemptions: int | None = 10
+    # how a GPU job's tasks get their GPUs: node (--gpus-per-node=trainer.devices, each task picks its own by local
+    # rank; Lightning's documented way) or task (--gpus-per-task=1, Slurm gives each task one GPU of its own)
+    gpu_binding: str = "node"
 
 
 @dataclass
@@ -55,9 +58,14 @@ class UnsetEnvironmentVariable(InterpolationResolutionError, CompactHydraExcepti
     """A variable the config requires is unset; OmegaConf passes it on unwrapped, Hydra prints its message alone."""
 
 
-def gpus_per_node(accelerator: str, devices: int) -> int | None:
-    """Slurm GPUs per node for a trainer: its device count on a GPU accelerator, none otherwise."""
-    return int(devices) if str(accelerator) in GPU_ACCELERATORS else None
+def gpus_per_node(accelerator: str, devices: int, binding: str = "node") -> int | None:
+    """Slurm GPUs per node for a trainer: its device count on a GPU accelerator bound per node, none otherwise."""
+    return bound_gpus(accelerator, devices, binding)[0]
+
+
+def gpus_per_task(accelerator: str, binding: str = "node") -> int | None:
+    """Slurm GPUs per task: one on a GPU accelerator bound per task, none otherwise."""
+    return bound_gpus(accelerator, 1, binding)[1]
 
 
 def require_env(name: str, *, _node_: Any = None) -> str:
@@ -73,7 +81,12 @@ def require_env(name: str, *, _node_: Any = None) -> str:
 
 def register_resolvers() -> None:
     """Register the ``rna_hpc.*`` resolvers (idempotent)."""
-    for name, fn in (("rna_hpc.gpus_per_node", gpus_per_node), ("rna_hpc.require_env", require_env)):
+    resolvers = (
+        ("rna_hpc.gpus_per_node", gpus_per_node),
+        ("rna_hpc.gpus_per_task", gpus_per_task),
+        ("rna_hpc.require_env", require_env),
+    )
+    for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

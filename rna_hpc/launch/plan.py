@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rna_hpc import compat
 from rna_hpc.errors import ConfigError
 from rna_hpc.job.identity import RunIdentity
-from rna_hpc.launch import preflight
+from rna_hpc.launch import preflight, resources
 from rna_hpc.launch.validators import Check, run_checks
 
 
@@ -281,7 +281,8 @@ def plan_sweep(
             key = json.dumps(job.params, sort_keys=True, default=str)
             groups.setdefault(key, ShapeGroup(job.params)).jobs.append(job)
     if slurm:
-        for message in preflight.partition_problems([g.params for g in groups.values()]):
+        shapes = [g.params for g in groups.values()]
+        for message in preflight.partition_problems(shapes) + resources.node_limit_problems(shapes):
             problems.add(message)
     if not problems.where:  # executors only for a sound sweep: the local one creates its folder
         for group in groups.values():

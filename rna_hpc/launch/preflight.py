@@ -25,9 +25,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rna_hpc import compat
+from rna_hpc.launch.resources import GPU_BINDINGS
 
 # Keys of the rna_hpc launcher schemas that are not submitit executor parameters.
-OWN_KEYS = ("_target_", "dry_run", "detach", "umask", "python", "srun_args")
+OWN_KEYS = ("_target_", "dry_run", "detach", "umask", "python", "srun_args", "gpu_binding")
 # Values written into '#SBATCH --key=value' lines: no spaces, quotes, shell metacharacters or newlines.
 _SBATCH_VALUE = re.compile(r"[\w.,:=@%+/\[\]-]*")
 # Slurm's feature expressions ('a100&80gb', '[rack1|rack2]'); a '#SBATCH' line is never run by the shell.
@@ -101,8 +102,12 @@ def resource_problems(cfg: DictConfig, params: dict[str, Any]) -> list[str]:
             problems.append(f"hydra.launcher.gpus_per_node: is {gpus}, must equal trainer.devices={devices}")
         elif gpus == 0 and not params.get("gpus_per_task") and not params.get("gres"):
             problems.append("hydra.launcher.gpus_per_node: trainer.accelerator=gpu but the job requests no GPU")
-    elif gpus:
-        problems.append(f"hydra.launcher.gpus_per_node: is {gpus} but trainer.accelerator={trainer.get('accelerator')}")
+        per_task = params.get("gpus_per_task")
+        if per_task not in (None, 0, 1):
+            problems.append(f"hydra.launcher.gpus_per_task: is {per_task}, must be 1 (one process per device)")
+    elif gpus or params.get("gpus_per_task"):
+        key, value = ("gpus_per_node", gpus) if gpus else ("gpus_per_task", params.get("gpus_per_task"))
+        problems.append(f"hydra.launcher.{key}: is {value} but trainer.accelerator={trainer.get('accelerator')}")
     return problems
 
 
@@ -162,6 +167,9 @@ def option_problems(cfg: DictConfig) -> list[str]:
             f"hydra.launcher.umask: {umask!r} lets group or others write into the submitit folder, "
             "and the jobs refuse to load from such a folder; use one such as '022' or '027'"
         )
+    binding = launcher.get("gpu_binding")
+    if binding is not None and binding not in GPU_BINDINGS:
+        problems.append(f"hydra.launcher.gpu_binding: {binding!r} is not one of {', '.join(GPU_BINDINGS)}")
     sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_", default="")
     if launcher.get("detach") and sweeper != _BASIC_SWEEPER:
         problems.append(f"hydra.launcher.detach: a sweeper that waits for results ({sweeper}) cannot detach")

@@ -11,6 +11,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
 from rna_hpc import compat
 from rna_hpc.checkpoint.scrub import scrub_text
+from rna_hpc.launch import resources
 from rna_hpc.launch.plan import PlannedJob, ShapeGroup, array_chunks
 
 
@@ -92,9 +93,9 @@ def sweep_summary(groups: Sequence[ShapeGroup], executor: str) -> str:
     for i, g in enumerate(groups, start=1):
         p = g.params
         nodes, tasks, cpus = p.get("nodes") or 1, p.get("tasks_per_node") or 1, p.get("cpus_per_task") or 1
-        gpus, minutes = p.get("gpus_per_node") or 0, p.get("timeout_min") or 0
+        gpus, minutes = resources.gpus_per_node(p), p.get("timeout_min") or 0
         core_h += len(g.jobs) * nodes * tasks * cpus * minutes / 60
-        gpu_h += len(g.jobs) * nodes * gpus * minutes / 60
+        gpu_h += len(g.jobs) * resources.job_gpus(p) * minutes / 60
         where = f"partition {p['partition']}" if p.get("partition") else "default partition"
         lines.append(
             f"  [{i}] {len(g.jobs)} job(s) x {nodes} node(s) x {tasks} task(s) x {cpus} cpu(s), {gpus} gpu(s)/node, "

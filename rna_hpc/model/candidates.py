@@ -79,7 +79,8 @@ def candidate_pools(
                 pools[b].add(source, samples[b, :, : len(seq)])
         elif source == "model_template":
             prior, has_hit = template_priors(batch, sequences, templates)
-            samples = module.predict_coords(batch | {"prior_coords": prior}, n_samples=n, generator=generator).numpy()
+            with_prior = batch | {"prior_coords": prior}
+            samples = module.predict_coords(with_prior, n_samples=n, generator=generator).cpu().numpy()
             for b, seq in enumerate(sequences):
                 if has_hit[b]:
                     pools[b].add(source, samples[b, :, : len(seq)])
@@ -101,15 +102,15 @@ def model_samples(
     prior itself, then loops and stems tilted at random, as the ``ss_model`` candidates), so the samples differ in
     their overall fold as well as in detail; with another prior all n samples refine that one."""
     if module.net.config.generator.prior != "ss_model" or "prior_coords" in batch:
-        return module.predict_coords(batch, n_samples=n, generator=generator).numpy()
+        return module.predict_coords(batch, n_samples=n, generator=generator).cpu().numpy()
     out = []
     for k in range(n):
-        prior = torch.zeros(*batch["seq"].shape, 3)
+        prior = torch.zeros(*batch["seq"].shape, 3, device=batch["seq"].device)
         for b, seq in enumerate(sequences):
             xyz = ss_baseline(seq, BaselineContext(sample=k, seed=seed))
             prior[b, : len(seq)] = torch.as_tensor(xyz, dtype=torch.float32)
         batch_k = batch | {"prior_coords": prior}
-        out.append(module.predict_coords(batch_k, n_samples=1, generator=generator).numpy())
+        out.append(module.predict_coords(batch_k, n_samples=1, generator=generator).cpu().numpy())
     return np.concatenate(out, axis=1)
 
 

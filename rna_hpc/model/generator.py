@@ -125,7 +125,10 @@ class Denoiser(nn.Module):
         cond = {k: v.repeat_interleave(n_samples, dim=0) for k, v in self.condition(cond).items()}
         prior, mask = prior.repeat_interleave(n_samples, dim=0), mask.repeat_interleave(n_samples, dim=0)
         levels = self.noise_levels(n_steps, prior.device)
-        x = prior + levels[0] * torch.randn(prior.shape, generator=generator, device=prior.device, dtype=prior.dtype)
+        # drawn where the generator lives: a CPU generator gives the same start on CPU and GPU (same seed, same fold)
+        where = generator.device if generator is not None else prior.device
+        noise = torch.randn(prior.shape, generator=generator, device=where, dtype=prior.dtype).to(prior.device)
+        x = prior + levels[0] * noise
         for i in range(n_steps):
             sigma = levels[i].expand(b * n_samples).to(prior.dtype)
             denoised = self(x, sigma, prior, cond, mask)

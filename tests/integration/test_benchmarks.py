@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,14 @@ def test_every_benchmark_prints_its_usage_and_runs_nothing() -> None:
     usage = json.loads(proc.stdout.splitlines()[-1])
     without = [Path(s).name for s in scripts if not usage[s].startswith("usage:")]
     assert not without, f"no usage from {without}"
+
+
+def test_gpu_check_script_parses_and_stops_on_a_machine_without_gpu(tmp_path: Path) -> None:
+    script = BENCHMARKS / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True, timeout=30).returncode == 0
+    env = {"PATH": "/usr/bin:/bin", "GPU_CHECK_OUT": str(tmp_path)}
+    if shutil.which("nvidia-smi", path=env["PATH"]) is None:  # the CPU machines of CI: it must stop at once
+        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30, env=env)
+        assert proc.returncode == 1
+        assert proc.stderr.strip() == "gpu_check: nvidia-smi not found: this machine has no NVIDIA driver"
+        assert not (tmp_path / "cache").exists()

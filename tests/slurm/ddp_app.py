@@ -1,7 +1,8 @@
 """A tiny Hydra app for the launcher tests: each job joins its ranks in a gloo all_reduce and records what it saw.
 
-Every rank writes ``rank<k>.json`` into the job's output dir: rank, world size, node, the all_reduce sum and a
-checksum of a seeded model broadcast from rank 0 (identical across ranks when DDP is wired right).
+Every rank writes ``rank<k>.json`` into the job's output dir: rank, world size, node, the all_reduce sum, a
+checksum of a seeded model broadcast from rank 0 (identical across ranks when DDP is wired right) and, on a GPU
+trainer, the GPU the task would use (``rna_hpc.job.devices``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,17 @@ import rna_hpc.launch.config  # noqa: F401  (launcher schemas and resolvers)
 from rna_hpc.config import register_configs
 
 register_configs()
+
+
+def _gpu(cfg: DictConfig) -> dict | None:
+    """On a GPU trainer: the device this task would train on, from what Slurm made visible (no CUDA call)."""
+    if cfg.trainer.accelerator not in ("gpu", "cuda"):
+        return None
+    from rna_hpc.job.devices import assign_device
+    from rna_hpc.launch.env import JobContext
+
+    binding = HydraConfig.get().launcher.get("gpu_binding")
+    return assign_device(JobContext.from_env(), cfg.trainer.devices, binding).as_dict()
 
 
 def _all_reduce(cfg: DictConfig) -> dict:
@@ -41,6 +53,7 @@ def _all_reduce(cfg: DictConfig) -> dict:
             "checksum": float(weights.sum()),
             "job_id": env.job_id,
             "umask": oct(os.umask(0o022)),
+            "gpu": _gpu(cfg),
         }
     finally:
         dist.destroy_process_group()

@@ -23,6 +23,9 @@ CANONICAL = (
     "hydra.launcher.timeout_min=10",
     'hydra.launcher.setup=["export OMP_NUM_THREADS=1"]',
 )
+# 2 nodes x 2 GPUs, each task one process of a 4-rank DDP group
+GOLDEN_GPU = GOLDEN.with_name("sbatch_golden_gpu.txt")
+CANONICAL_GPU = (*CANONICAL[:2], "trainer=gpu", "trainer.num_nodes=2", *CANONICAL[2:])
 
 
 def _ranks(sweep: Path) -> dict[str, list[dict]]:
@@ -38,12 +41,17 @@ def _normalise(text: str, run_dir: Path) -> str:
     return re.sub(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}", "<NOW>", text)
 
 
-def test_dry_run_prints_golden_sbatch_and_submits_nothing(tmp_path: Path, run_app: Callable, sacct: Callable) -> None:
-    out = run_app(tmp_path, *CANONICAL, "hydra.launcher.dry_run=true")
+@pytest.mark.parametrize(
+    ("overrides", "golden"), [(CANONICAL, GOLDEN), (CANONICAL_GPU, GOLDEN_GPU)], ids=["cpu", "gpu"]
+)
+def test_dry_run_prints_golden_sbatch_and_submits_nothing(
+    tmp_path: Path, run_app: Callable, sacct: Callable, overrides: tuple[str, ...], golden: Path
+) -> None:
+    out = run_app(tmp_path, *overrides, "hydra.launcher.dry_run=true")
     assert out.returncode == 0, out.stdout
     start, end = out.stdout.index("rna_hpc:"), out.stdout.index("# dry run: nothing submitted")
     got = _normalise(out.stdout[start:end], tmp_path)
-    want = GOLDEN.read_text()
+    want = golden.read_text()
     assert got == want, "dry run differs from the golden file:\n" + "".join(
         difflib.unified_diff(want.splitlines(True), got.splitlines(True), "golden", "dry run")
     )

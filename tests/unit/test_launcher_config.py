@@ -45,7 +45,14 @@ def test_slurm_resources_follow_the_trainer() -> None:
 
 def test_gpu_trainer_requests_its_devices_as_gpus() -> None:
     cfg = compose_app("launcher=slurm", "trainer=gpu", "trainer.devices=4")
-    assert (cfg.hydra.launcher.gpus_per_node, cfg.hydra.launcher.tasks_per_node) == (4, 4)
+    launcher = cfg.hydra.launcher
+    assert (launcher.gpus_per_node, launcher.gpus_per_task, launcher.tasks_per_node) == (4, None, 4)
+
+
+def test_per_task_binding_requests_one_gpu_per_task() -> None:
+    cfg = compose_app("launcher=slurm", "trainer=gpu", "trainer.devices=2", "hydra.launcher.gpu_binding=task")
+    launcher = cfg.hydra.launcher
+    assert (launcher.gpus_per_node, launcher.gpus_per_task, launcher.tasks_per_node) == (None, 1, 2)
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,8 @@ def test_sound_job_passes(tmp_path: Path) -> None:
         (job(accelerator="cpu"), params(gpus_per_node=2), "gpus_per_node: is 2 but trainer.accelerator=cpu"),
         (job(accelerator="gpu"), params(gpus_per_node=1), "gpus_per_node: is 1, must equal trainer.devices=2"),
         (job(accelerator="gpu"), params(), "trainer.accelerator=gpu but the job requests no GPU"),
+        (job(accelerator="gpu"), params(gpus_per_task=2), "gpus_per_task: is 2, must be 1 (one process per device)"),
+        (job(accelerator="cpu"), params(gpus_per_task=1), "gpus_per_task: is 1 but trainer.accelerator=cpu"),
     ],
 )
 def test_resource_shape_must_match_the_trainer(cfg, p: dict, message: str) -> None:
@@ -165,3 +167,10 @@ def test_submit_side_imports_neither_torch_nor_lightning() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
+
+
+def test_gpu_binding_must_be_node_or_task() -> None:
+    assert preflight.option_problems(job(gpu_binding="socket")) == [
+        "hydra.launcher.gpu_binding: 'socket' is not one of node, task"
+    ]
+    assert preflight.option_problems(job(gpu_binding="task")) == []
