@@ -54,6 +54,12 @@ slurm-up: ## Start the local Slurm cluster (root; 2 nodes on this host)
 slurm-down: ## Stop exactly the daemons slurm-up started
 	bash slurm/stop.sh
 
+db-up: ## Start the local PostgreSQL server for search storage (root); prints its URL
+	bash db/start.sh
+
+db-down: ## Stop exactly the PostgreSQL server db-up started
+	bash db/stop.sh
+
 bench: install ## Print the benchmark figures (minutes)
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
@@ -63,4 +69,4 @@ lock: ## Recompile requirements.lock from pyproject.toml
 clean: ## Remove outputs and caches
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
-.PHONY: help install demo test test-fast test-slurm lint format slurm-up slurm-down bench lock clean
+.PHONY: help install demo test test-fast test-slurm lint format slurm-up slurm-down db-up db-down bench lock clean
