@@ -11,6 +11,7 @@ from the storage's own record of writes: the journal file's operations, and in P
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -44,7 +45,7 @@ def search_overrides(n_jobs: int, n_trials: int, step_seconds: float) -> list[st
         "hydra/launcher=submitit_slurm",
         "hydra.launcher.timeout_min=10",
         f"hydra.sweeper.n_jobs={n_jobs}",
-        f"hydra.sweeper.stages=[{{name: wide, n_trials: {n_trials}, overrides: [trainer.max_epochs=3]}}]",
+        f"hydra.sweeper.stages=[{{name: wide, n_trials: {n_trials}, overrides: ['trainer.max_epochs=3']}}]",
         "hydra.sweeper.refit.n_seeds=0",
         "hydra.sweeper.plots=false",
         f"step_seconds={step_seconds}",
@@ -209,9 +210,10 @@ def test_killed_sweeper_resumes_without_losing_a_trial(storage: Storage, tmp_pat
     try:
         _wait_mid_stage(storage, proc)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its slot workers; the Slurm jobs run on
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and its slot workers; the Slurm jobs run on
         proc.wait(timeout=60)
-    submitted = len(list((storage.sweep / ".submitit").iterdir()))
+    submitted = sum(1 for p in (storage.sweep / ".submitit").iterdir() if p.is_dir() and p.name.isdigit())
     wait_final(storage.sweep.parent, submitted, timeout=180)  # the dead sweeper's jobs end; nobody told their results
 
     before = storage.study().trials
