@@ -100,7 +100,7 @@ def _one_line(err: BaseException) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("(Background on")]
     text = " ".join(lines).removeprefix("connection failed: ")
     if "Connection refused" in text or "No such file or directory" in text:
-        text += " (no server there; `make db-up` starts the local one)"
+        text += " (no server there; make db-up starts the local one)"
     return text
 
 
