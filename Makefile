@@ -30,14 +30,14 @@ demo: install ## The main job: train on the embedded synthetic set, predict PDB 
 	@echo "PDB files:        $(DEMO)/predict/pdb/"
 	@echo "TM-score report:  $(DEMO)/evaluate/report.md ($(DEMO)/evaluate/evaluation.json)"
 
-test: install ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
+test: install db-up ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
 	SLURM_LOCAL_NODES=2 SLURM_LOCAL_GPUS=2 bash slurm/start.sh
 	$(PYTEST) tests
 
-test-fast: install ## Everything but the Slurm layer
+test-fast: install db-up ## Everything but the Slurm layer
 	$(PYTEST) tests -m "not slurm"
 
-test-slurm: install slurm-up ## Only the tests against the real local Slurm
+test-slurm: install slurm-up db-up ## Only the tests against the real local Slurm
 	$(PYTEST) tests -m slurm
 
 lint: install ## ruff lint + format check
