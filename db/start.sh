@@ -29,7 +29,9 @@ die() {
   exit 1
 }
 [ "$(id -u)" = 0 ] || die "run as root"
-[[ "$PORT" =~ ^[1-9][0-9]*$ ]] && [ "$PORT" -lt 65536 ] || die "RNA_HPC_PG_PORT must be a TCP port, got '$PORT'"
+if ! [[ "$PORT" =~ ^[1-9][0-9]*$ ]] || [ "$PORT" -gt 65535 ]; then
+  die "RNA_HPC_PG_PORT must be a TCP port, got '$PORT'"
+fi
 [[ "$DB" =~ ^[a-z_][a-z0-9_]*$ ]] || die "RNA_HPC_PG_DB must be a lower-case SQL name, got '$DB'"
 [[ "$MAX_CONN" =~ ^[1-9][0-9]*$ ]] || die "RNA_HPC_PG_MAX_CONNECTIONS must be a positive integer, got '$MAX_CONN'"
 
