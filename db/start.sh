@@ -98,10 +98,10 @@ if ! alive; then
   record
 fi
 for _ in $(seq 1 300); do
-  "$BIN/pg_isready" -q -h "$RUN" -p "$PORT" && break
+  as_pg "$BIN/pg_isready" -q -h "$RUN" -p "$PORT" && break
   sleep 0.1
 done
-"$BIN/pg_isready" -q -h "$RUN" -p "$PORT" || die "server not ready after 30 s"
+as_pg "$BIN/pg_isready" -q -h "$RUN" -p "$PORT" || die "server not ready after 30 s"
 
 # ---- 4. role and database -------------------------------------------------------------------------------------
 psql_pg() { as_pg "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$RUN" -p "$PORT" -d postgres "$@"; }
