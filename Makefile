@@ -38,14 +38,14 @@ params: install ## Recompose params.yaml from conf/ as `dvc exp run` does (commi
 	env -u RNA_HPC_DATA $(PY) -c "import os; from dvc.utils.hydra import compose_and_dump as c; \
 		c('params.yaml', os.path.abspath('conf'), None, 'pipeline', os.path.abspath('.'), [])"
 
-test: install ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
+test: install db-up ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
 	SLURM_LOCAL_NODES=2 SLURM_LOCAL_GPUS=2 bash slurm/start.sh
 	$(PYTEST) tests -m "not gpu"
 
-test-fast: install ## Everything but the Slurm layer, the slow and the GPU tests
+test-fast: install db-up ## Everything but the Slurm layer, the slow and the GPU tests
 	$(PYTEST) tests -m "not slurm and not slow and not gpu"
 
-test-slurm: install slurm-up ## Only the tests against the real local Slurm
+test-slurm: install slurm-up db-up ## Only the tests against the real local Slurm
 	$(PYTEST) tests -m "slurm and not gpu"
 
 test-gpu: install ## Only the tests that need a real CUDA GPU (benchmarks/gpu_check.sh runs them on a GPU machine)
@@ -65,6 +65,12 @@ slurm-up: ## Start the local Slurm cluster (root; 2 nodes on this host)
 slurm-down: ## Stop exactly the daemons slurm-up started
 	bash slurm/stop.sh
 
+db-up: ## Start the local PostgreSQL server for search storage (root); prints its URL
+	bash db/start.sh
+
+db-down: ## Stop exactly the PostgreSQL server db-up started
+	bash db/stop.sh
+
 bench: install ## Print the benchmark figures (minutes)
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
@@ -74,4 +80,4 @@ lock: ## Recompile requirements.lock from pyproject.toml
 clean: ## Remove outputs and caches
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
-.PHONY: help install demo repro params test test-fast test-slurm lint format slurm-up slurm-down bench lock clean
+.PHONY: help install demo repro params test test-fast test-gpu test-slurm lint format slurm-up slurm-down db-up db-down bench lock clean

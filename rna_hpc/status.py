@@ -1,5 +1,8 @@
 """``rna-hpc-status <sweep dir> [--watch [SECONDS]]``: one table of every job of a sweep, and its learning curves.
 
+``rna-hpc-status --dashboard <sweep dir>`` serves optuna-dashboard on a staged search's storage instead
+(``rna_hpc.hpo.dashboard``).
+
 The sweep dir is the one Hydra made (``hydra.sweep.dir``, holding ``sweep.json`` when a submitit launcher wrote one)
 or the shared sweep dir ``<paths.shared_dir>/<experiment>/<sweep id>/``. Slurm's view comes from one ``sacct`` call;
 everything else from what the jobs wrote: ``manifest.json`` (consolidated, verified), ``csv/metrics.csv`` (epoch,
@@ -142,12 +145,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-plots", action="store_true", help="do not write learning-curve PNG files")
     parser.add_argument("--json", action="store_true", help="print the status as JSON instead of tables")
+    parser.add_argument(
+        "--dashboard", action="store_true", help="serve optuna-dashboard on the search's storage (until Ctrl-C)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="--dashboard: address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="--dashboard: port (default 8080; 0 picks a free one)")
     return parser.parse_args(argv)
+
+
+def dashboard(args: argparse.Namespace) -> int:
+    from rna_hpc.errors import RnaHpcError
+    from rna_hpc.hpo.dashboard import serve
+
+    try:
+        serve(args.sweep_dir, args.host, args.port)
+    except RnaHpcError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 0
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the status (refreshing with ``--watch``); exit code 1 when any job failed, 2 on bad input."""
     args = parse_args(argv)
+    if args.dashboard:
+        return dashboard(args)
     try:
         status = collect(args.sweep_dir)
         while args.watch is not None and not status.done:

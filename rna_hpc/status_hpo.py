@@ -1,8 +1,8 @@
 """Trial states per stage of a staged Optuna search, read from its storage, for ``rna-hpc-status``.
 
-The storage is the sweep dir's ``optuna.journal`` (the sweeper's default) or the ``trial.storage`` its trial jobs
-were given. Stage studies are ``<study>-s<k>`` (user attrs ``stage``, ``stage_name``), the refit study
-``<study>-refit``.
+The storage is the one the sweeper recorded in the sweep dir (``optuna_storage.json``), else the sweep dir's
+``optuna.journal`` (the sweeper's default) or the ``trial.storage`` its trial jobs were given. Stage studies are
+``<study>-s<k>`` (user attrs ``stage``, ``stage_name``), the refit study ``<study>-refit``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,13 @@ class StageCounts:
 
 def find_storage(sweep_dir: Path, record: SweepRecord | None, jobs: Sequence[JobRecord]) -> str | None:
     """The storage spec of the search run in ``sweep_dir``; None when it is not an Optuna search."""
+    from rna_hpc.hpo.storage import read_storage_record
+
     dirs = [sweep_dir] + ([Path(record.sweep_dir)] if record else [])
     for d in dirs:
+        recorded = read_storage_record(d)
+        if recorded is not None:
+            return recorded
         if (d / "optuna.journal").is_file():
             return str(d / "optuna.journal")
     for job in jobs:

@@ -25,7 +25,7 @@ from rna_hpc.hpo.errors import SweepConfigError
 from rna_hpc.hpo.refit import run_refit
 from rna_hpc.hpo.space import format_value, merge_overrides, params_to_overrides, parse_search_space
 from rna_hpc.hpo.stages import Refit, Stage, build_refit, build_stages, plan_description, stage_study_name
-from rna_hpc.hpo.storage import make_storage, resolve_storage_spec
+from rna_hpc.hpo.storage import display_url, make_storage, resolve_storage_spec, write_storage_record
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,16 @@ class StagedOptunaSweeperImpl(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         search = self._prepare(list(arguments))
-        stage_study.check_plan(search.storage, search.name, search.plan, search.spec)
+        stage_study.check_plan(search.storage, search.name, search.plan, display_url(search.spec))
         self._check_budget(search)
         self._validate_compositions(search)
+        write_storage_record(search.sweep_dir, search.spec, search.name)
         jobs = itertools.count(resume.next_job_num(self._existing_studies(search)))
         slots = runner.TrialSlots(self.launcher, int(self.s.get("n_jobs") or 1))
         log.info(
             "study %s in %s; %d trial slot(s) (%s)",
             search.name,
-            search.spec,
+            display_url(search.spec),
             slots.size,
             "in-process launcher" if slots.inline else type(self.launcher).__name__,
         )
