@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 demo: install ## The main job: train on the embedded synthetic set, predict PDB files, evaluate TM-score
-	$(PY) -m rna_hpc.data.prepare +export_dir=$(DEMO)/data
+	$(PY) -m rna_hpc.prepare +export_dir=$(DEMO)/data
 	$(PY) -m rna_hpc.train hydra.run.dir=$(DEMO)/train
 	$(PY) -m rna_hpc.predict ckpt=$(DEMO)/train/ckpt/best.ckpt input=$(DEMO)/data/val_sequences.csv \
 		hydra.run.dir=$(DEMO)/predict
@@ -51,9 +51,10 @@ test-slurm: install slurm-up db-up ## Only the tests against the real local Slur
 test-gpu: install ## Only the tests that need a real CUDA GPU (benchmarks/gpu_check.sh runs them on a GPU machine)
 	$(PYTEST) tests -m gpu
 
-lint: install ## ruff lint + format check
+lint: install ## ruff lint + format check + the import contracts (pyproject's [tool.importlinter])
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install ## ruff fix + format
 	$(VENV)/bin/ruff check --fix .

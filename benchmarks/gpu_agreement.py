@@ -27,7 +27,7 @@ def predict(ckpt: str, inputs: str, out: Path, trainer: str, extra: list[str]) -
 def agreement(gpu_csv: Path, cpu_csv: Path) -> dict[str, float]:
     """``{target: lowest over the first run's structures of the best TM-score against one of the second's}``."""
     from rna_hpc.evaluation.metrics import tm_score
-    from rna_hpc.structure_io import read_submission
+    from rna_hpc.evaluation.structure_io import read_submission
 
     gpu, cpu = read_submission(gpu_csv), read_submission(cpu_csv)
     if sorted(gpu) != sorted(cpu):

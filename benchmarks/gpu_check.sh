@@ -54,7 +54,7 @@ if [ -f "$DATA_DIR/val_sequences.csv" ]; then
 else
   say "no real data at $DATA_DIR: the embedded synthetic set"
   DATA=(data=synthetic data.batch_size=8)
-  "$PY" -m rna_hpc.data.prepare "+export_dir=$RESULTS/data" "hydra.run.dir=$RESULTS/prepare" >/dev/null
+  "$PY" -m rna_hpc.prepare "+export_dir=$RESULTS/data" "hydra.run.dir=$RESULTS/prepare" >/dev/null
   INPUT=$RESULTS/data/val_sequences.csv
 fi
 DATA+=("data.cache_dir=$RESULTS/cache")

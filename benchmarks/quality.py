@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from rna_hpc.config import validate
-    from rna_hpc.structure_io import atomic_write
+    from rna_hpc.evaluation.structure_io import atomic_write
 
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     torch.set_num_threads(args.threads)

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from common import default_data_dir
 
-from rna_hpc.evaluate import load_references, load_templates
 from rna_hpc.evaluation.baselines import BASELINES, BaselineContext, baseline_samples
 from rna_hpc.evaluation.metrics import best_rmsd, best_tm
+from rna_hpc.evaluation.references import load_references, load_templates
 from rna_hpc.evaluation.report import format_table
 
 

@@ -18,8 +18,8 @@ from omegaconf import DictConfig
 
 from rna_hpc.cli import user_errors
 from rna_hpc.config import CONFIG_DIR, checks, register_configs, validate
+from rna_hpc.job.lineage import log_prediction
 from rna_hpc.launch import validated_by
-from rna_hpc.lineage import log_prediction
 
 register_configs()
 

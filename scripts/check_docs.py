@@ -13,7 +13,7 @@ How a command runs (in one scratch directory, with ``SCRATCH``, ``RNA_HPC_PROJEC
 - ``rna_hpc.train`` with ``-m`` and ``launcher=slurm|local``: ``hydra.launcher.dry_run=true`` appended (every job is
   composed and validated, nothing is submitted; ``--cfg job`` while the local launcher has no ``dry_run``); with
   ``hpo=``: ``--cfg hydra`` instead of ``-m``;
-- other ``rna_hpc.train`` and ``rna_hpc.data.prepare`` commands: for real, with the tiny budget ``TINY`` (and
+- other ``rna_hpc.train`` and ``rna_hpc.prepare`` commands: for real, with the tiny budget ``TINY`` (and
   ``TINY_REAL_DATA`` on the real structures) and ``paths.*`` in the scratch directory appended;
 - ``--cfg``, ``--info`` and ``--help`` commands, ``rna_hpc.predict``, ``rna_hpc.evaluate``, ``rna-hpc-status``:
   as shown;
@@ -243,7 +243,7 @@ def plan(cmd: Command, ctx: Context) -> list[str] | None:
         return [argv[0], str(REPO / words[1]), *rest]
     module = words[2] if is_python and words[1:2] == ["-m"] and len(words) > 2 else ""
     script = Path(words[0]).name
-    if module not in ("rna_hpc.train", "rna_hpc.data.prepare") and script not in ("rna-hpc-train", "rna-hpc-prepare"):
+    if module not in ("rna_hpc.train", "rna_hpc.prepare") and script not in ("rna-hpc-train", "rna-hpc-prepare"):
         return argv if module.startswith("rna_hpc") or script.startswith("rna-hpc-") else None
     args = argv[3:] if module else argv[1:]
     head = argv[: len(argv) - len(args)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rna_hpc.structure_io import read_sequences
+from rna_hpc.evaluation.structure_io import read_sequences
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ["6E8U_B", "7ELP_A", "7EOJ_A"]  # short validation chains

@@ -11,11 +11,11 @@ from rna_hpc.checkpoint.io import (
     atomic_writer,
     remove_checkpoint,
     remove_file,
-    safe_torch_load,
     secure_mkdir,
     sidecar_path,
     write_sidecar,
 )
+from rna_hpc.checkpoint.torch_load import safe_torch_load
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

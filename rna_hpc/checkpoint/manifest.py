@@ -20,9 +20,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from rna_hpc.checkpoint.io import atomic_write_json, sha256_file
+from rna_hpc.checkpoint.redact import redact
 from rna_hpc.checkpoint.scrub import scrub_values
-from rna_hpc.launch.env import JobContext
-from rna_hpc.redact import redact
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -89,17 +88,13 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def _job_fields(job: JobContext | None) -> dict[str, Any]:
-    job = job or JobContext()
-    return {
-        "job_id": job.job_id,
-        "array_job_id": job.array_job_id,
-        "array_task_id": job.array_task_id,
-        "node_list": job.node_list,
-        "restart_count": job.restart_count,
-        "world_size": job.world_size,
-        "num_nodes": job.num_nodes,
-    }
+_JOB_FIELDS = {"job_id": None, "array_job_id": None, "array_task_id": None, "node_list": None, "restart_count": 0,
+               "world_size": 1, "num_nodes": 1}  # fmt: skip
+
+
+def _job_fields(job: Any) -> dict[str, Any]:
+    """The Slurm fields of a ``rna_hpc.launch.env.JobContext`` (a plain process's defaults without one)."""
+    return {key: getattr(job, key, default) for key, default in _JOB_FIELDS.items()}
 
 
 def _metric(value: Any) -> float | str | None:
@@ -114,7 +109,7 @@ def build_manifest(
     run_id: str,
     *,
     config: Any = None,
-    job: JobContext | None = None,
+    job: Any = None,
     started_at: str | None = None,
     ended_at: str | None = None,
     metrics: Mapping[str, Any] | None = None,

@@ -1,8 +1,9 @@
 """Keep credentials out of what reaches shared storage: consolidated text files and manifests.
 
-Two rules, both applied to text: by name, the value of any ``NAME=value`` (``rna_hpc.redact``) or YAML ``name: value``
-line whose name contains KEY, TOKEN, SECRET or PASSWORD; by value, every occurrence of the value of an environment
-variable of this process named like that (values of at least 8 characters: shorter ones would mask common text).
+Two rules, both applied to text: by name, the value of any ``NAME=value`` (``rna_hpc.checkpoint.redact``) or YAML
+``name: value`` line whose name contains KEY, TOKEN, SECRET or PASSWORD; by value, every occurrence of the value of an
+environment variable of this process named like that (values of at least 8 characters: shorter ones would mask
+common text).
 Configs are masked by key name where they are built (``build_manifest``); ``scrub_values`` then masks the values.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rna_hpc.redact import MASK, is_sensitive, redact_text
+from rna_hpc.checkpoint.redact import MASK, is_sensitive, redact_text
 
 TEXT_SUFFIXES = frozenset({".yaml", ".yml", ".json", ".log", ".csv", ".txt", ".out", ".err", ".md"})
 MIN_SECRET_LENGTH = 8

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import torch
 
 from rna_hpc.checkpoint.io import atomic_copy, atomic_write_text, atomic_writer
 from rna_hpc.data.targets import VOCAB, DataWarning, enum_value
+from rna_hpc.launch.env import node_local_dir
 
 FORMAT_VERSION = 2  # bump when the layout or content of the cached payload changes (2: masked-letter notes)
 _SYNTHETIC_KEYS = ("n_targets", "min_length", "max_length", "seed")
@@ -119,17 +118,9 @@ def _reject(path: Path, why: str) -> None:
     return None
 
 
-def local_scratch_dir() -> Path:
-    """Node-local scratch: $SLURM_TMPDIR, else $TMPDIR, else the system temp dir."""
-    for var in ("SLURM_TMPDIR", "TMPDIR"):
-        if os.environ.get(var):
-            return Path(os.environ[var])
-    return Path(tempfile.gettempdir())
-
-
 def stage_to_local(paths: list[Path], dest: Path | None = None) -> Path:
     """Copy cache files to node-local disk (atomically; skipped when an identical copy is there); return the dir."""
-    dest = dest or local_scratch_dir() / "rna_hpc_cache"
+    dest = dest or node_local_dir() / "rna_hpc_cache"
     dest.mkdir(parents=True, exist_ok=True)
     for src in paths:
         target = dest / src.name

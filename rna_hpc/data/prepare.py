@@ -1,7 +1,7 @@
 """Data preparation: parse -> filter -> Stage A features -> cache, then split into train/val sample lists.
 
-``python -m rna_hpc.data.prepare data=rna3d`` (console script ``rna-hpc-prepare``) builds the cache and prints
-the report; training jobs call ``prepare`` and, once the cache exists, only load it.
+``python -m rna_hpc.prepare data=rna3d`` (console script ``rna-hpc-prepare``) builds the cache and prints the
+report; training jobs call ``prepare`` and, once the cache exists, only load it.
 """
 
 from __future__ import annotations
@@ -11,13 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
-from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from rna_hpc.cli import user_errors
-from rna_hpc.config import CONFIG_DIR, checks, register_configs, validate
 from rna_hpc.data.cache import FeatureCache, cache_key, cache_key_inputs, stage_to_local
 from rna_hpc.data.features import featurize_all
 from rna_hpc.data.kaggle import read_split, split_files
@@ -27,9 +23,6 @@ from rna_hpc.data.structures import read_structure_dir, structure_files
 from rna_hpc.data.synthetic import SYNTHETIC_VERSION, generate_synthetic
 from rna_hpc.data.targets import Skip, Target, enum_value
 from rna_hpc.errors import ConfigError, InputError
-from rna_hpc.launch import validated_by
-
-register_configs()
 
 
 @dataclass
@@ -178,27 +171,3 @@ def _skip_summary(report: Report) -> str:
         return f"read {report.targets_read} targets, none skipped (check data.split)"
     reasons = ", ".join(f"{reason}: {len(s)}" for reason, s in sorted(by_reason.items()))
     return f"read {report.targets_read}, skipped {reasons}"
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-@validated_by(checks("prepare"))
-def main(cfg: DictConfig) -> None:
-    """Prepare (or load) the cached data of ``cfg.data`` and print the report.
-
-    ``+export_dir=<folder>`` also writes the prepared splits in the Kaggle layout (e.g. the synthetic set, for
-    ``rna_hpc.predict`` and ``rna_hpc.evaluate``).
-    """
-    with user_errors():
-        validate(cfg, "prepare")
-        prepared = prepare(cfg.data, cfg.seed)
-        print(prepared.report.format())
-        if cfg.get("export_dir"):
-            from rna_hpc.data.export import export_split
-
-            for split, samples in (("train", prepared.train), ("val", prepared.val)):
-                for path in export_split(samples, cfg.export_dir, split):
-                    print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,7 @@
 - ``GracefulPreemption()``: on SIGTERM (preemption, ``scontrol requeue``) saves and consolidates at the next step
   boundary and lets training go on until Slurm's SIGKILL. It replaces Lightning's own SIGTERM handler during the
   fit (which would end the fit and let the task return a partial result) and chains the handler found at setup.
-- ``RandomState()`` (:mod:`rna_hpc.checkpoint.rng`) keeps the global random states in checkpoints.
+- ``RandomState()`` (:mod:`rna_hpc.job.random_state`) keeps the global random states in checkpoints.
 - ``ValidateAtMaxSteps()``: a budget of ``trainer.max_steps`` that ends in mid-epoch validates the final weights
   (Lightning would stop there without a validation, leaving the objective unlogged).
 - :func:`checkpoint_now`: for the launcher's ``checkpoint()`` on submitit's USR2 (timeout): rank 0 saves and
@@ -44,7 +44,7 @@ from rna_hpc.checkpoint.io import (
 from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
 from rna_hpc.checkpoint.manifest import build_manifest, utc_now
 from rna_hpc.errors import ConfigError
-from rna_hpc.job.identity import RunIdentity
+from rna_hpc.launch.identity import RunIdentity
 from rna_hpc.launch.requeue import before_requeue
 
 log = logging.getLogger(__name__)

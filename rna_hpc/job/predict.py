@@ -27,10 +27,10 @@ from rna_hpc.data.datamodule import RNADataModule
 from rna_hpc.data.dataset import collate
 from rna_hpc.data.fasta import read_predict_sequences
 from rna_hpc.evaluation.ranking import rank_candidates
+from rna_hpc.evaluation.structure_io import write_pdb, write_submission
 from rna_hpc.job.devices import inference_device
 from rna_hpc.model.build import build_module_from_checkpoint
 from rna_hpc.model.candidates import batch_sequences, candidate_pools
-from rna_hpc.structure_io import write_pdb, write_submission
 
 log = logging.getLogger(__name__)
 SUBMISSION = "submission.csv"
@@ -46,7 +46,7 @@ def load_template_prior(templates_dir: str | None):  # noqa: ANN201 - TemplatePr
     """Every chain of the folder's train split may serve as a template (nothing is excluded at predict time)."""
     if not templates_dir:
         return None
-    from rna_hpc.evaluate import load_templates
+    from rna_hpc.evaluation.references import load_templates
     from rna_hpc.model.template_prior import TemplatePrior
 
     return TemplatePrior(load_templates(templates_dir), exclude_self=False)

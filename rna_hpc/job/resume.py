@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rna_hpc.checkpoint.io import read_sidecar, safe_torch_load, sha256_file
+from rna_hpc.checkpoint.io import read_sidecar, sha256_file
 from rna_hpc.checkpoint.manifest import is_safe_relpath, read_manifest
+from rna_hpc.checkpoint.torch_load import safe_torch_load
 from rna_hpc.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)

@@ -20,12 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from rna_hpc.errors import ConfigError, TrainingFailed
 from rna_hpc.job.devices import assign_device
-from rna_hpc.job.identity import RunIdentity
+from rna_hpc.job.lineage import apply_determinism, log_training_run
 from rna_hpc.job.resume import check_config_compatible, find_resume_checkpoint
 from rna_hpc.job.trainer import build_trainer
 from rna_hpc.launch.env import JobContext, check_requeue_limit, check_world_size, export_torch_distributed_env
+from rna_hpc.launch.identity import RunIdentity
 from rna_hpc.launch.resources import GPU_ACCELERATORS
-from rna_hpc.lineage import apply_determinism, log_training_run
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def resume_point(cfg: DictConfig, identity: RunIdentity) -> str | None:
     ckpt = find_resume_checkpoint(identity.run_dir, identity.shared_dir)
     if ckpt is None:
         return None
-    from rna_hpc.checkpoint.io import safe_torch_load
+    from rna_hpc.checkpoint.torch_load import safe_torch_load
 
     checkpoint = safe_torch_load(ckpt)
     current = {"model": OmegaConf.to_container(cfg.model, resolve=True), "lora": OmegaConf.to_container(cfg.lora)}
@@ -113,7 +113,7 @@ def check_above_helix(trainer: pl.Trainer, cfg: DictConfig) -> None:
 def record_failure(err: BaseException, identity: RunIdentity, ctx: JobContext) -> None:
     """Rank 0 leaves ``error.json`` on shared storage: what failed, where, and which log to read."""
     from rna_hpc.checkpoint.io import atomic_write_json
-    from rna_hpc.redact import redact
+    from rna_hpc.checkpoint.redact import redact
 
     log_files = sorted(str(p) for p in identity.run_dir.glob("*.log"))
     record = {

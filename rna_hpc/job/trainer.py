@@ -14,8 +14,8 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelChec
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
-from rna_hpc.job.identity import RunIdentity
 from rna_hpc.launch.env import JobContext
+from rna_hpc.launch.identity import RunIdentity
 
 # Noise in every job log: Lightning 2.6 still builds torch's LeafSpec (deprecated in torch 2.13), on a host with
 # Slurm a local run (the basic launcher) is told to prepend `srun`, which the Slurm launcher already does, and every
@@ -61,9 +61,9 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, log
     ``logged``: the Trainer has a logger, so the learning rate is logged each step (``LearningRateMonitor`` raises
     without one).
     """
-    from rna_hpc.checkpoint.rng import RandomState
     from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint, ValidateAtMaxSteps
     from rna_hpc.job.progress import PlainProgress
+    from rna_hpc.job.random_state import RandomState
 
     ckpt_dir = identity.ckpt_dir
     callbacks: list[Callback] = [

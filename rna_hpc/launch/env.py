@@ -181,3 +181,13 @@ def export_torch_distributed_env(ctx: JobContext) -> None:
 
     TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
     os.environ["NODE_RANK"] = str(ctx.node_rank)
+
+
+def node_local_dir() -> Path:
+    """Node-local scratch: $SLURM_TMPDIR, else $TMPDIR, else the system temp dir."""
+    import tempfile
+
+    for var in ("SLURM_TMPDIR", "TMPDIR"):
+        if os.environ.get(var):
+            return Path(os.environ[var])
+    return Path(tempfile.gettempdir())

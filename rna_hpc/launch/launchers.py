@@ -30,12 +30,12 @@ from omegaconf import OmegaConf, open_dict
 
 from rna_hpc import compat
 from rna_hpc.checkpoint.scrub import scrub_text
+from rna_hpc.config.checks import checks_of
 from rna_hpc.errors import TrainingFailed
 from rna_hpc.launch import preflight, requeue
 from rna_hpc.launch.plan import PlannedJob, ShapeGroup, SweepConfigLoader, array_chunks, plan_sweep
 from rna_hpc.launch.report import dry_run_scripts, failure_summary, sweep_summary, task_error
 from rna_hpc.launch.shared_call import SharedCall
-from rna_hpc.launch.validators import checks_of
 
 log = logging.getLogger(__name__)
 

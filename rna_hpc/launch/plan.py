@@ -26,10 +26,10 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rna_hpc import compat
+from rna_hpc.config.checks import Check, run_checks
 from rna_hpc.errors import ConfigError
-from rna_hpc.job.identity import RunIdentity
 from rna_hpc.launch import preflight, resources
-from rna_hpc.launch.validators import Check, run_checks
+from rna_hpc.launch.identity import RunIdentity
 
 
 class SweepRejected(ConfigError, CompactHydraException):

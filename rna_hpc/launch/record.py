@@ -152,7 +152,7 @@ def common_parent(dirs: Iterable[str | None]) -> str | None:
 
 def job_dirs(job_cfg: Any) -> tuple[str, str] | None:
     """``(run dir, shared dir)`` of one composed job config whose ``hydra`` node is filled as on the node."""
-    from rna_hpc.job.identity import RunIdentity
+    from rna_hpc.launch.identity import RunIdentity
 
     try:
         identity = RunIdentity.from_hydra(job_cfg, job_cfg.hydra)

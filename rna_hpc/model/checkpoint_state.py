@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from rna_hpc.checkpoint.partial_load import partial_load
 from rna_hpc.errors import CheckpointError
 from rna_hpc.model.network import STAGES
-from rna_hpc.model.partial_load import partial_load
 
 NET_PREFIX = "net."  # the LightningModule holds the network as `net`
 

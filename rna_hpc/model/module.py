@@ -11,11 +11,11 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 
+from rna_hpc.checkpoint.partial_load import load_checkpoint_file, partial_load
 from rna_hpc.errors import CheckpointError, ConfigError
 from rna_hpc.model.checkpoint_state import frozen_fingerprint, frozen_prefixes, lora_checkpoint_info, restore_weights
 from rna_hpc.model.lora import apply_lora, trainable_names
 from rna_hpc.model.network import build_network
-from rna_hpc.model.partial_load import load_checkpoint_file, partial_load
 from rna_hpc.model.settings import lora_config, model_config, plain
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3, "weight_decay": 0.01}

@@ -76,7 +76,7 @@ def test_bf16_training_on_gpu_gives_a_finite_objective(checkpoint: Path) -> None
 
 def test_gpu_prediction_matches_the_cpu_one(checkpoint: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    prep = run("-m", "rna_hpc.data.prepare", f"+export_dir={data}", f"hydra.run.dir={tmp_path / 'prep'}")
+    prep = run("-m", "rna_hpc.prepare", f"+export_dir={data}", f"hydra.run.dir={tmp_path / 'prep'}")
     assert prep.returncode == 0, prep.stderr[-3000:]
     out = run(
         "benchmarks/gpu_agreement.py",

@@ -12,8 +12,8 @@ import pytest
 
 from rna_hpc.errors import InputError
 from rna_hpc.evaluate import evaluate
+from rna_hpc.evaluation.structure_io import read_coordinate_csv, write_submission
 from rna_hpc.geometry import aform_helix
-from rna_hpc.structure_io import read_coordinate_csv, write_submission
 
 REPO = Path(__file__).resolve().parents[2]
 TARGETS = ["6E8U_B", "7EOJ_A", "R1108"]  # short val chains; R1108 has two reference structures

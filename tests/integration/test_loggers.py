@@ -14,11 +14,11 @@ import pytest
 from pytorch_lightning.utilities import rank_zero_only
 
 from rna_hpc.evaluate import evaluate
+from rna_hpc.evaluation.structure_io import read_coordinate_csv, write_submission
 from rna_hpc.geometry import aform_helix
 from rna_hpc.loggers.lance import LanceDBLogger
 from rna_hpc.loggers.mlflow import allow_file_store, ensure_experiment
-from rna_hpc.plots import read_metrics
-from rna_hpc.structure_io import read_coordinate_csv, write_submission
+from rna_hpc.status.plots import read_metrics
 
 RUN_ID = "default/run/0"  # <experiment>/<run dir name>/<job num>
 

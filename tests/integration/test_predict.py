@@ -10,7 +10,7 @@ from pathlib import Path
 import gemmi
 from predicting import TARGETS, run
 
-from rna_hpc.structure_io import read_sequences, read_submission
+from rna_hpc.evaluation.structure_io import read_sequences, read_submission
 
 SOURCES = "[model,model_template,ss_model,template,helix]"
 

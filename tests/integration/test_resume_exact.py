@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rna_hpc.checkpoint.io import safe_torch_load
+from rna_hpc.checkpoint.torch_load import safe_torch_load
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from pytorch_lightning.callbacks import LearningRateMonitor
 
-from rna_hpc.job.identity import RunIdentity
 from rna_hpc.job.trainer import build_trainer
 from rna_hpc.launch.env import JobContext
+from rna_hpc.launch.identity import RunIdentity
 
 REPO = Path(__file__).resolve().parents[2]
 

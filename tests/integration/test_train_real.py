@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from rna_hpc.structure_io import read_sequences, read_submission
+from rna_hpc.evaluation.structure_io import read_sequences, read_submission
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = ["data.max_length=48", "data.val_max_length=56", "data.batch_size=2", "data.val_batch_size=2"]

@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 from read_gate import ReadGate
 
-from rna_hpc.checkpoint.io import TEMP_NAME, read_sidecar, safe_torch_load, sha256_file
+from rna_hpc.checkpoint.io import TEMP_NAME, read_sidecar, sha256_file
 from rna_hpc.checkpoint.manifest import read_manifest, verify_manifest
+from rna_hpc.checkpoint.torch_load import safe_torch_load
 from rna_hpc.job.resume import find_resume_checkpoint
 
 pytestmark = pytest.mark.slurm

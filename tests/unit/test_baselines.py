@@ -16,9 +16,9 @@ from rna_hpc.evaluation.baselines import (
     template_baseline,
 )
 from rna_hpc.evaluation.metrics import tm_score
+from rna_hpc.evaluation.structure_io import read_coordinate_csv
 from rna_hpc.evaluation.templates import TemplateIndex, fill_gaps
 from rna_hpc.geometry import LOOP_STEP, aform_helix
-from rna_hpc.structure_io import read_coordinate_csv
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,12 @@ from rna_hpc.checkpoint.io import (
     read_sidecar,
     remove_checkpoint,
     remove_stale_temps,
-    safe_torch_load,
     secure_mkdir,
     sha256_file,
     sidecar_path,
     write_sidecar,
 )
+from rna_hpc.checkpoint.torch_load import safe_torch_load
 from rna_hpc.errors import CheckpointError, ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

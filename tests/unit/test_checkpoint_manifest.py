@@ -19,8 +19,8 @@ from rna_hpc.checkpoint.manifest import (
     verify_manifest,
     write_manifest,
 )
+from rna_hpc.checkpoint.redact import MASK, RedactingFilter, redact, redact_text
 from rna_hpc.launch.env import JobContext
-from rna_hpc.redact import MASK, RedactingFilter, redact, redact_text
 
 CONFIG = {
     "experiment_name": "demo",

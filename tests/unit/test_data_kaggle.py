@@ -174,7 +174,7 @@ def test_a_header_only_sequences_file_is_named_with_no_rows(tmp_path: Path) -> N
 
 
 def _prepare_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "rna_hpc.data.prepare", "data=rna3d", f"data.dir={_kaggle_dir(tmp_path)}"]
+    cmd = [sys.executable, "-m", "rna_hpc.prepare", "data=rna3d", f"data.dir={_kaggle_dir(tmp_path)}"]
     cmd += [f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}", *overrides]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
 

@@ -58,7 +58,7 @@ def test_fraction_subsamples_deterministically() -> None:
 
 def test_prepare_entry_point_prints_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "mini.yaml").write_text("defaults:\n  - data: synthetic\n  - _self_\nseed: 0\n")
-    cmd = [sys.executable, "-m", "rna_hpc.data.prepare", "--config-dir", str(tmp_path), "--config-name", "mini"]
+    cmd = [sys.executable, "-m", "rna_hpc.prepare", "--config-dir", str(tmp_path), "--config-name", "mini"]
     cmd += [f"data.cache_dir={tmp_path / 'cache'}", "data.min_length=100"]  # above every synthetic length
     cmd += [f"hydra.run.dir={tmp_path / 'run'}"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -9,8 +9,8 @@ import optuna
 import pytest
 
 from rna_hpc.errors import ConfigError, InputError
-from rna_hpc.hpo.dashboard import search_storage, serve
 from rna_hpc.hpo.storage import display_url, make_storage, read_storage_record, write_storage_record
+from rna_hpc.status.dashboard import search_storage, serve
 
 
 def _closed_port() -> int:

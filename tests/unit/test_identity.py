@@ -13,8 +13,8 @@ import submitit
 from omegaconf import OmegaConf
 
 from rna_hpc.errors import ConfigError, RequeueLimitReached
-from rna_hpc.job.identity import RunIdentity
 from rna_hpc.launch.env import JobContext, _timeout_requeues, check_requeue_limit, check_world_size
+from rna_hpc.launch.identity import RunIdentity
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,7 +65,7 @@ APP = textwrap.dedent(
     import json
     import hydra
     from hydra.core.hydra_config import HydraConfig
-    from rna_hpc.job.identity import RunIdentity
+    from rna_hpc.launch.identity import RunIdentity
 
     @hydra.main(version_base="1.3", config_path=None, config_name=None)
     def main(cfg):

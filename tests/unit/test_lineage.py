@@ -8,13 +8,13 @@ import sys
 
 from omegaconf import OmegaConf
 
-from rna_hpc.lineage import CUBLAS_WORKSPACE, data_hash
+from rna_hpc.job.lineage import CUBLAS_WORKSPACE, data_hash
 
 
 def test_apply_determinism_sets_torch_flags_and_cublas_workspace() -> None:
     code = (
         "import os, torch\n"
-        "from rna_hpc.lineage import apply_determinism\n"
+        "from rna_hpc.job.lineage import apply_determinism\n"
         "apply_determinism(False)\n"
         "assert not torch.are_deterministic_algorithms_enabled()\n"
         "apply_determinism(True)\n"

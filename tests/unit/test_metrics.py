@@ -9,7 +9,7 @@ import pytest
 
 from rna_hpc.evaluation.alignment import align, sequence_scores, tm_score_aligned
 from rna_hpc.evaluation.metrics import best_rmsd, best_tm, d0_rna, d0_search, kabsch, rmsd, tm_score
-from rna_hpc.structure_io import read_coordinate_csv
+from rna_hpc.evaluation.structure_io import read_coordinate_csv
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from rna_hpc.checkpoint.partial_load import LoadResult, load_checkpoint_file, partial_load
 from rna_hpc.errors import CheckpointError
-from rna_hpc.model.partial_load import LoadResult, load_checkpoint_file, partial_load
 
 
 class Pipeline(nn.Module):

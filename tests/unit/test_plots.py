@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pytorch_lightning.loggers import CSVLogger
 
-from rna_hpc.plots import plot_run, plot_sweep, read_metrics
+from rna_hpc.status.plots import plot_run, plot_sweep, read_metrics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

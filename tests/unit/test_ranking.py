@@ -76,11 +76,11 @@ def test_bad_calls_and_source_names() -> None:
 def test_five_ranked_predictions_for_a_real_target(rna3d_dir: Path, tmp_path: Path) -> None:
     from rna_hpc.data.datamodule import RNADataModule
     from rna_hpc.data.dataset import collate
-    from rna_hpc.evaluate import load_templates
+    from rna_hpc.evaluation.references import load_templates
+    from rna_hpc.evaluation.structure_io import read_sequences, write_pdb
     from rna_hpc.model.candidates import candidate_pools
     from rna_hpc.model.module import RNA3DModule
     from rna_hpc.model.template_prior import TemplatePrior
-    from rna_hpc.structure_io import read_sequences, write_pdb
 
     seq = read_sequences(rna3d_dir / "val_sequences.csv")["7ELP_A"]
     items = RNADataModule(seed=0, format="kaggle", dir=str(rna3d_dir)).predict_samples([("7ELP_A", seq)])

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from rna_hpc.checkpoint.io import read_sidecar, safe_torch_load, sha256_file
+from rna_hpc.checkpoint.io import read_sidecar, sha256_file
 from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
 from rna_hpc.checkpoint.manifest import read_manifest, verify_manifest
-from rna_hpc.checkpoint.rng import RandomState
+from rna_hpc.checkpoint.torch_load import safe_torch_load
 from rna_hpc.data.sampler import LengthBucketSampler, ResumableDataLoader, training_position
 from rna_hpc.errors import ConfigError
 from rna_hpc.job.callbacks import (
@@ -25,9 +25,10 @@ from rna_hpc.job.callbacks import (
     ValidateAtMaxSteps,
     checkpoint_now,
 )
-from rna_hpc.job.identity import RunIdentity
+from rna_hpc.job.random_state import RandomState
 from rna_hpc.job.resume import find_resume_checkpoint
 from rna_hpc.launch.env import JobContext
+from rna_hpc.launch.identity import RunIdentity
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rna_hpc.errors import InputError
-from rna_hpc.structure_io import (
+from rna_hpc.evaluation.structure_io import (
     read_coordinate_csv,
     read_sequences,
     read_submission,

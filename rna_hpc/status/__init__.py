@@ -1,7 +1,7 @@
 """``rna-hpc-status <sweep dir> [--watch [SECONDS]]``: one table of every job of a sweep, and its learning curves.
 
 ``rna-hpc-status --dashboard <sweep dir>`` serves optuna-dashboard on a staged search's storage instead
-(``rna_hpc.hpo.dashboard``).
+(``rna_hpc.status.dashboard``).
 
 The sweep dir is the one Hydra made (``hydra.sweep.dir``, holding ``sweep.json`` when a submitit launcher wrote one)
 or the shared sweep dir ``<paths.shared_dir>/<experiment>/<sweep id>/``. Slurm's view comes from one ``sacct`` call;
@@ -22,8 +22,8 @@ from typing import Any
 
 from rna_hpc.errors import InputError
 from rna_hpc.launch.record import common_parent
-from rna_hpc.status_hpo import format_stages
-from rna_hpc.status_jobs import JobStatus, SweepStatus, collect
+from rna_hpc.status.hpo import format_stages
+from rna_hpc.status.jobs import JobStatus, SweepStatus, collect
 
 __all__ = ["collect", "format_status", "main"]
 
@@ -89,7 +89,7 @@ def summary_line(rows: Sequence[JobStatus]) -> str:
 
 def write_plots(status: SweepStatus) -> str:
     """``learning_curves.png`` in each job's shared dir and one overlaying the jobs' objective beside the results."""
-    from rna_hpc.plots import plot_run, plot_sweep
+    from rna_hpc.status.plots import plot_run, plot_sweep
 
     rows, record = status.rows, status.record
     shared = record.shared_sweep_dir if record else common_parent(str(r.shared_dir) for r in rows if r.shared_dir)
@@ -155,7 +155,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def dashboard(args: argparse.Namespace) -> int:
     from rna_hpc.errors import RnaHpcError
-    from rna_hpc.hpo.dashboard import serve
+    from rna_hpc.status.dashboard import serve
 
     try:
         serve(args.sweep_dir, args.host, args.port)

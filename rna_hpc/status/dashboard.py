@@ -1,6 +1,6 @@
 """``rna-hpc-status --dashboard <sweep dir>``: optuna-dashboard on the storage of the search run in a sweep dir.
 
-The storage is found as ``rna-hpc-status`` finds it (``rna_hpc.status_hpo.find_storage``: the sweeper's
+The storage is found as ``rna-hpc-status`` finds it (``rna_hpc.status.hpo.find_storage``: the sweeper's
 ``optuna_storage.json``, the sweep dir's ``optuna.journal``, or the ``trial.storage`` of its trial jobs) and opened
 once before the server listens, so an unreachable database is one line, not a page of errors in the browser. The
 dashboard lists every study in that storage (each stage ``<study>-s<k>`` and the refit) with its trials, live. It
@@ -32,8 +32,8 @@ class _QuietHandler(WSGIRequestHandler):
 
 def search_storage(sweep_dir: Path) -> str:
     """The storage spec of the search in ``sweep_dir``; InputError naming the dir when it holds none."""
-    from rna_hpc.status_files import locate_jobs
-    from rna_hpc.status_hpo import find_storage
+    from rna_hpc.status.files import locate_jobs
+    from rna_hpc.status.hpo import find_storage
 
     if not sweep_dir.is_dir():
         raise InputError(f"{sweep_dir}: no such sweep directory")

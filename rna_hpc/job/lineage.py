@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rna_hpc.job.identity import RunIdentity
+from rna_hpc.launch.identity import RunIdentity
 
 log = logging.getLogger(__name__)
 CUBLAS_WORKSPACE = ":4096:8"  # the cuBLAS setting that makes its GEMMs reproducible (CUDA >= 10.2)

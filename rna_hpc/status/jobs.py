@@ -13,9 +13,9 @@ from pathlib import Path
 
 from rna_hpc.launch.accounting import TERMINAL, SlurmState, query_slurm
 from rna_hpc.launch.record import JobRecord, SweepRecord
-from rna_hpc.plots import Curve, read_metrics
-from rna_hpc.status_files import JobFiles, launcher_kind, locate_jobs, read_job_files
-from rna_hpc.status_hpo import StageCounts, stage_counts
+from rna_hpc.status.files import JobFiles, launcher_kind, locate_jobs, read_job_files
+from rna_hpc.status.hpo import StageCounts, stage_counts
+from rna_hpc.status.plots import Curve, read_metrics
 
 FAILED_STATES = TERMINAL - {"COMPLETED"}
 

@@ -65,7 +65,7 @@ def partial_load(
 
 def load_checkpoint_file(path: str | Path) -> dict:
     """A checkpoint's contents, read with ``weights_only=True`` on the CPU; anything else is a CheckpointError."""
-    from rna_hpc.checkpoint.io import safe_torch_load
+    from rna_hpc.checkpoint.torch_load import safe_torch_load
 
     obj = safe_torch_load(path)
     if not isinstance(obj, dict):
