@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from rna_hpc.checkpoint.io import atomic_write
-from rna_hpc.config import CONFIG_DIR, checks, validate
+from rna_hpc.config import CONFIG_DIR, entry_checks, validate
 from rna_hpc.errors import InputError, RnaHpcError
 from rna_hpc.evaluation.alignment import tm_score_aligned
 from rna_hpc.evaluation.baselines import BASELINES, BaselineContext, baseline_samples
@@ -151,7 +151,7 @@ def append_target_rows(uri: str, run_id: str, targets: list[dict[str, Any]]) -> 
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
-@validated_by(checks("evaluate"))
+@validated_by(entry_checks("evaluate"))
 def main(cfg: DictConfig) -> float:
     """Entry point: `python -m rna_hpc.evaluate predictions=... labels=...`; returns the model's mean TM-score."""
     try:

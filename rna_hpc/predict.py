@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from rna_hpc.cli import user_errors
-from rna_hpc.config import CONFIG_DIR, checks, register_configs, validate
+from rna_hpc.config import CONFIG_DIR, entry_checks, register_configs, validate
 from rna_hpc.job.lineage import log_prediction
 from rna_hpc.launch import validated_by
 
@@ -25,7 +25,7 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
-@validated_by(checks("predict"))
+@validated_by(entry_checks("predict"))
 def main(cfg: DictConfig) -> None:
     with user_errors():
         validate(cfg, "predict")

@@ -11,14 +11,14 @@ import hydra
 from omegaconf import DictConfig
 
 from rna_hpc.cli import user_errors
-from rna_hpc.config import CONFIG_DIR, checks, register_configs, validate
+from rna_hpc.config import CONFIG_DIR, entry_checks, register_configs, validate
 from rna_hpc.launch import validated_by
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-@validated_by(checks("prepare"))
+@validated_by(entry_checks("prepare"))
 def main(cfg: DictConfig) -> None:
     with user_errors():
         validate(cfg, "prepare")

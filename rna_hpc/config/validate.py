@@ -2,8 +2,9 @@
 
 Composition already rejects unknown keys and wrong types (the ``base_*`` schemas). This module checks what a schema
 cannot: missing values, dimensions that must agree between pipeline stages, paths, and launcher/trainer consistency.
-Each entry point (``train``, ``prepare``, ``predict``, ``evaluate``) has its rule set; ``checks(entry)`` is the same
-set as a check for the launchers (``rna_hpc.launch.validated_by``), so a sweep is refused before any job is submitted.
+Each entry point (``train``, ``prepare``, ``predict``, ``evaluate``) has its rule set; ``entry_checks(entry)`` is the
+same set as a check for the launchers (``rna_hpc.launch.validated_by``), so a sweep is refused before any job is
+submitted.
 It collects every problem and raises one ``ConfigError`` listing ``key: why``. It never imports torch.
 """
 
@@ -311,7 +312,7 @@ ENTRY_RULES: dict[str, tuple[Rule, ...]] = {
 }
 
 
-def checks(entry: str) -> Rule:
+def entry_checks(entry: str) -> Rule:
     """The rules of one entry point as a single check (for ``rna_hpc.launch.validated_by``)."""
     if entry not in ENTRY_RULES:
         raise KeyError(f"no rules for entry point {entry!r}; known: {sorted(ENTRY_RULES)}")
@@ -319,7 +320,7 @@ def checks(entry: str) -> Rule:
     def check(cfg: DictConfig) -> list[str]:
         return collect_problems(cfg, entry)
 
-    check.__qualname__ = f"rna_hpc.config.validate.checks({entry!r})"
+    check.__qualname__ = f"rna_hpc.config.validate.entry_checks({entry!r})"
     return check
 
 

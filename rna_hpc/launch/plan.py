@@ -3,8 +3,9 @@
 Each job's config is what the node will compose (``load_sweep_config``), built quickly: the sweep is composed once per
 distinct set of structural overrides (config groups, Hydra's own keys, deletions) and each job's plain value overrides
 are applied to a copy, exactly as Hydra applies them after composing the defaults list. Every job then goes through
-the launcher's checks (``preflight``) and the app's declared checks (``validators``), with ``hydra.job.num`` and the
-run dir filled as on the node. One ``SweepRejected`` lists every problem of every job, tagged ``[job #n]``.
+the launcher's checks (``preflight``) and the app's declared checks (``rna_hpc.config.checks``), with
+``hydra.job.num`` and the run dir filled as on the node. One ``SweepRejected`` lists every problem of every job,
+tagged ``[job #n]``.
 """
 
 from __future__ import annotations
