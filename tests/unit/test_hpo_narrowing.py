@@ -113,13 +113,13 @@ def test_select_top_k_by_direction_complete_only() -> None:
         _trial(4, 0.95, TrialState.PRUNED),
         _trial(5, 0.9),
     ]
-    assert [t.number for t in select_top(trials, 2, maximize=True)] == [1, 5]  # tie: lower number first
-    assert [t.number for t in select_top(trials, 2, maximize=False)] == [0, 2]
-    assert [t.number for t in select_top(trials, 10, maximize=True)] == [1, 5, 2, 0]
+    assert [t.number for t in select_top(trials, 2, ["maximize"])] == [1, 5]  # tie: lower number first
+    assert [t.number for t in select_top(trials, 2, ["minimize"])] == [0, 2]
+    assert [t.number for t in select_top(trials, 10, ["maximize"])] == [1, 5, 2, 0]
 
 
 def test_top_k_trials_define_the_span() -> None:
     trials = [_trial(n, v) for n, v in [(10, 0.1), (20, 0.8), (30, 0.7), (90, 0.2)]]
-    top = select_top(trials, 2, maximize=True)
+    top = select_top(trials, 2, ["maximize"])
     out = narrow_space({"x": FloatDistribution(0.0, 100.0)}, [t.params for t in top], margin=0.0)
     assert (out["x"].low, out["x"].high) == (20.0, 30.0)
