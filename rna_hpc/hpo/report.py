@@ -129,7 +129,8 @@ def write_optimization_results(out_dir: Path, front: Sequence[Any], directions: 
 
 def write_plots(studies: Any, out_dir: Path) -> list[Path]:
     """Optimization history (of every study given), parameter importances and parallel coordinates (of the last)
-    as PNG; a plot that cannot be drawn (too few trials, one-valued parameters) is skipped with a log line."""
+    as PNG, or for several objectives the last study's Pareto front; a plot that cannot be drawn (too few trials,
+    one-valued parameters) is skipped with a log line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,6 +144,8 @@ def write_plots(studies: Any, out_dir: Path) -> list[Path]:
         "param_importances": lambda: ovm.plot_param_importances(last),
         "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(last),
     }
+    if len(last.directions) > 1:  # several objectives: the last stage's Pareto front instead
+        plots = {"pareto_front": lambda: ovm.plot_pareto_front(last)}
     written = []
     for name, plot in plots.items():
         try:
