@@ -186,3 +186,14 @@ def test_staged_trials_run_on_scratch_and_consolidate_to_shared(tmp_path: Path) 
     identity = RunIdentity.from_hydra(cfg, OmegaConf.create(hydra_cfg))
     assert identity.run_dir == sweep_dir / "3"
     assert identity.shared_dir == tmp_path / "shared" / "default" / "default-staged" / "3"
+
+
+def test_a_list_of_objective_names_validates_each_name() -> None:
+    """``objective=[val/tm,val/rmsd]``: the task returns one value per name for a multi-objective search."""
+    ok = compose_train(["hpo=smoke", "objective=[val/tm,val/rmsd]", "hydra.sweeper.direction=[maximize,minimize]"])
+    assert list(ok.objective) == ["val/tm", "val/rmsd"]
+    assert not [p for p in collect_problems(ok) if p.startswith("objective")]
+    bad = compose_train(["objective=[val/tm,val/tmm]"])
+    assert [p for p in collect_problems(bad) if p.startswith("objective")] == [
+        "objective: 'val/tmm' is never logged; choose from ['val/tm', 'val/rmsd', 'val/loss', 'train/loss']"
+    ]
