@@ -19,8 +19,8 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @validated_by(entry_checks("train"))
-def main(cfg: DictConfig) -> float | None:
-    """Train one model; the returned float is what a Hydra sweeper optimises (rank 0's value)."""
+def main(cfg: DictConfig) -> float | list[float] | None:
+    """Train one model; the returned float (one per objective name) is what a Hydra sweeper optimises (rank 0's)."""
     with user_errors():
         validate(cfg, "train")
         from rna_hpc.job.run import run_training

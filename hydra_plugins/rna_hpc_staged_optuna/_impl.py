@@ -20,8 +20,9 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from rna_hpc.hpo import budget as budget_mod
-from rna_hpc.hpo import report, resume, runner, stage_study
+from rna_hpc.hpo import report, resume, runner, stage_study, tracking
 from rna_hpc.hpo.errors import SweepConfigError
+from rna_hpc.hpo.narrowing import pareto_front, select_top
 from rna_hpc.hpo.refit import run_refit
 from rna_hpc.hpo.space import format_value, merge_overrides, params_to_overrides, parse_search_space
 from rna_hpc.hpo.stages import Refit, Stage, build_refit, build_stages, plan_description, stage_study_name
@@ -42,13 +43,14 @@ class Search:
     stages: list[Stage]
     refit: Refit
     plan: dict[str, Any]
-    direction: str
-    sweep_dir: Path
+    directions: list[str]
+    results_dir: Path  # journal (default storage), summaries, best params, optimization_results.yaml
     studies: list[Any] = field(default_factory=list)
+    tracker: Any = None  # a rna_hpc.hpo.tracking.TrialTracker when hydra.sweeper.mlflow.enabled
 
     @property
-    def maximize(self) -> bool:
-        return self.direction == "maximize"
+    def direction_text(self) -> str:
+        return ", ".join(self.directions)
 
 
 class StagedOptunaSweeperImpl(Sweeper):
@@ -70,9 +72,12 @@ class StagedOptunaSweeperImpl(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         search = self._prepare(list(arguments))
         stage_study.check_plan(search.storage, search.name, search.plan, display_url(search.spec))
-        self._check_budget(search)
+        only = self._only_stage(search)
+        self._check_budget(search, only)
         self._validate_compositions(search)
-        write_storage_record(search.sweep_dir, search.spec, search.name)
+        for where in dict.fromkeys([search.sweep_dir, search.results_dir]):  # for rna-hpc-status and --dashboard
+            write_storage_record(where, search.spec, search.name)
+        search.tracker = tracking.make_tracker(self.s.get("mlflow"), search.results_dir, search.name)
         jobs = itertools.count(resume.next_job_num(self._existing_studies(search)))
         slots = runner.TrialSlots(self.launcher, int(self.s.get("n_jobs") or 1))
         log.info(
@@ -82,6 +87,14 @@ class StagedOptunaSweeperImpl(Sweeper):
             slots.size,
             "in-process launcher" if slots.inline else type(self.launcher).__name__,
         )
+        if only is not None:
+            stage, parent = only
+            try:
+                study = self._run_stage(search, stage, parent, slots, jobs)
+            finally:
+                slots.close()
+            best = pareto_front(study.get_trials(deepcopy=False), search.directions)
+            return _objective(best[0]) if best else None
         parent = None
         try:
             for stage in search.stages:
@@ -95,9 +108,7 @@ class StagedOptunaSweeperImpl(Sweeper):
     def _prepare(self, arguments: list[str]) -> Search:
         assert self.config is not None
         s = self.s
-        direction = str(s.get("direction") or "minimize")
-        if direction not in ("minimize", "maximize"):
-            raise SweepConfigError(f"hydra.sweeper.direction: 'minimize' or 'maximize', got '{direction}'")
+        directions = parse_directions(to_dict(s.get("direction")))
         rate = float(s.get("max_failure_rate") or 0.0)
         if not 0.0 <= rate <= 1.0:
             raise SweepConfigError(f"hydra.sweeper.max_failure_rate: must be in [0, 1], got {rate}")
@@ -109,11 +120,12 @@ class StagedOptunaSweeperImpl(Sweeper):
         stages = build_stages(to_dict(s.get("stages")), defaults)
         for stage in stages:
             stage_study.check_pruner(stage.pruner)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
-        spec = resolve_storage_spec(s.get("storage"), sweep_dir / "optuna.journal")
+        results_dir = Path(str(s.get("results_dir") or self.config.hydra.sweep.dir)).resolve()
+        spec = resolve_storage_spec(s.get("storage"), results_dir / "optuna.journal")
         swept = {k: v for k, v in params.items() if k in space}
         swept.update({a.split("=", 1)[0]: a.split("=", 1)[1] for a in arguments if a.split("=", 1)[0] in space})
-        plan = plan_description(swept, direction, stages, s.get("custom_search_space"))
+        plan_direction = directions[0] if len(directions) == 1 else list(directions)
+        plan = plan_description(swept, plan_direction, stages, s.get("custom_search_space"))
         name = str(s.get("study_name") or self.config.hydra.job.name)
         return Search(
             name,
@@ -124,30 +136,53 @@ class StagedOptunaSweeperImpl(Sweeper):
             stages,
             build_refit(to_dict(s.get("refit"))),
             plan,
-            direction,
-            sweep_dir,
+            directions,
+            results_dir,
         )
 
     def _existing_studies(self, search: Search) -> list[Any]:
         names = [stage_study_name(search.name, s.index) for s in search.stages] + [f"{search.name}-refit"]
         return [st for st in (stage_study.find_study(search.storage, n) for n in names) if st is not None]
 
-    def _check_budget(self, search: Search) -> None:
+    def _only_stage(self, search: Search) -> tuple[Stage, Any] | None:
+        """``hydra.sweeper.only_stage``: (that stage, its parent study from the storage), or None (every stage)."""
+        name = self.s.get("only_stage")
+        if not name:
+            return None
+        found = [st for st in search.stages if st.name == str(name)]
+        if not found:
+            names = ", ".join(st.name for st in search.stages)
+            raise SweepConfigError(f"hydra.sweeper.only_stage: no stage '{name}' in hydra.sweeper.stages ({names})")
+        stage = found[0]
+        if stage.index == 0:
+            return stage, None
+        previous = search.stages[stage.index - 1]
+        parent_name = stage_study_name(search.name, previous.index)
+        parent = stage_study.find_study(search.storage, parent_name)
+        if parent is None or not select_top(parent.get_trials(deepcopy=False), 1, search.directions):
+            raise SweepConfigError(
+                f"hydra.sweeper.only_stage={name}: stage '{previous.name}' ({parent_name}) has no COMPLETE trial in"
+                f" {search.spec}; run it first"
+            )
+        return stage, parent
+
+    def _check_budget(self, search: Search, only: tuple[Stage, Any] | None = None) -> None:
         assert self.config is not None
         res = budget_mod.job_resources(self.config)
         seconds = self.s.get("epoch_seconds")
         seconds = None if seconds is None else float(seconds)
         lines = []
-        for stage in search.stages:
+        for stage in [only[0]] if only else search.stages:
             study = stage_study.find_study(search.storage, stage_study_name(search.name, stage.index))
             used = resume.budget_used(study.get_trials(deepcopy=False))[0] if study else 0
             overrides = merge_overrides(search.fixed, stage.overrides)
             lines.append(
                 budget_mod.budget_line(stage.name, max(stage.n_trials - used, 0), overrides, self.config, seconds, res)
             )
-        if search.refit.n_seeds:
+        if search.refit.n_seeds and not only:
             overrides = merge_overrides(search.fixed, search.refit.overrides)
-            lines.append(budget_mod.budget_line("refit", search.refit.n_seeds, overrides, self.config, seconds, res))
+            n_refit = search.refit.n_seeds * (1 if len(search.directions) == 1 else search.refit.pareto_max)
+            lines.append(budget_mod.budget_line("refit", n_refit, overrides, self.config, seconds, res))
         log.info(budget_mod.format_budget(lines, res))
         max_gpu, allow = self.s.get("max_gpu_hours"), bool(self.s.get("allow_over_budget"))
         keys = budget_mod.SWEEPER_KEYS
@@ -170,22 +205,27 @@ class StagedOptunaSweeperImpl(Sweeper):
     # -- stages -----------------------------------------------------------------------------------------------
     def _run_stage(self, search: Search, stage: Stage, parent: Any, slots: runner.TrialSlots, jobs: Any) -> Any:
         name = stage_study_name(search.name, stage.index)
-        study = stage_study.open_study(search.storage, name, search.direction)
+        study = stage_study.open_study(search.storage, name, search.directions)
         if not study.user_attrs.get("initialized"):
-            space, top = stage_study.derive_space(stage, parent, search.space, search.maximize)
+            space, top = stage_study.derive_space(stage, parent, search.space, search.directions)
             parent_name = parent.study_name if parent is not None else None
-            stage_study.init_stage_study(study, stage, space, (parent_name, top), search.plan, stage.pruner)
+            stage_study.init_stage_study(
+                study, stage, space, (parent_name, top), search.plan, self._pruner(search, stage)
+            )
         space = stage_study.stage_space(study)
-        log.info(
-            "stage %d '%s' (%s): %s",
-            stage.index,
-            stage.name,
-            name,
-            ", ".join(f"{k} {v}" for k, v in study.user_attrs["space_text"].items()),
-        )
         resume.fail_orphans(study)
         used, failed = resume.budget_used(study.get_trials(deepcopy=False))
         study.sampler = stage_study.make_sampler(stage.sampler, space, len(study.get_trials(deepcopy=False)))
+        pruner = (study.user_attrs.get("pruner") or {}).get("_target_", "none")
+        log.info(
+            "stage %d '%s' (%s; %s, pruner %s): %s",
+            stage.index,
+            stage.name,
+            name,
+            type(study.sampler).__name__,
+            pruner.rsplit(".", 1)[-1],
+            ", ".join(f"{k} {v}" for k, v in study.user_attrs["space_text"].items()),
+        )
         n_new = max(stage_study.stage_size(stage, space) - used, 0)
         max_failures = math.floor(float(self.s.get("max_failure_rate") or 0.0) * stage.n_trials + 1e-9)
 
@@ -193,11 +233,40 @@ class StagedOptunaSweeperImpl(Sweeper):
             return self._new_trial(search, stage, study, space, next(jobs))
 
         try:
-            runner.run_trials(study, slots, n_new, new_trial, max_failures, failed_before=failed)
+            runner.run_trials(study, slots, n_new, new_trial, max_failures, failed, self._tracking_hook(search, study))
         finally:
             self._write_stage(search, stage, study)
         search.studies.append(study)
         return study
+
+    @staticmethod
+    def _pruner(search: Search, stage: Stage) -> Any:
+        """The stage's pruner; none for several objectives (optuna prunes single-objective studies only)."""
+        if len(search.directions) == 1:
+            return stage.pruner
+        target = str((stage_study.to_plain(stage.pruner) or {}).get("_target_", ""))
+        if target and not target.endswith("NopPruner"):
+            log.warning(
+                "stage '%s': %d objectives, so no pruning (%s is not used)", stage.name, len(search.directions), target
+            )
+        return None
+
+    @staticmethod
+    def _tracking_hook(search: Search, study: Any) -> Any:
+        """``on_finished(number, state)`` recording the trial in MLflow; None when tracking is off."""
+        tracker = search.tracker
+        if tracker is None:
+            return None
+
+        def record(number: int, state: str) -> None:
+            try:
+                tracker.record(study, number)
+            except Exception as e:  # a tracking store problem must not stop the search; it is logged
+                log.warning(
+                    "MLflow: trial %s #%d not recorded in %s: %s", study.study_name, number, tracker.tracking_uri, e
+                )
+
+        return record
 
     def _new_trial(self, search: Search, stage: Stage, study: Any, space: dict, job_num: int) -> tuple:
         trial = study.ask(fixed_distributions=space)
@@ -217,8 +286,13 @@ class StagedOptunaSweeperImpl(Sweeper):
     def _refit_context(self, search: Search, last: Any, jobs: Any) -> Any:
         from rna_hpc.hpo.refit import RefitContext
 
+        def track(study: Any, number: int) -> None:
+            hook = self._tracking_hook(search, study)
+            if hook is not None:
+                hook(number, "")
+
         return RefitContext(
-            search.storage, search.name, search.direction, search.refit, search.fixed, last, self.launcher, jobs
+            search.storage, search.name, search.directions, search.refit, search.fixed, last, self.launcher, jobs, track
         )
 
     # -- outputs ----------------------------------------------------------------------------------------------
@@ -228,42 +302,63 @@ class StagedOptunaSweeperImpl(Sweeper):
         return {str(k) for k in choices if not str(k).startswith("hydra/")}
 
     def _write_stage(self, search: Search, stage: Stage, study: Any) -> None:
-        out = search.sweep_dir / f"stage{stage.index}-{stage.name}"
+        out = search.results_dir / f"stage{stage.index}-{stage.name}"
         rows = report.trial_rows(study, f"s{stage.index}")
         report.write_summary(rows, out / "summary.csv")
         log.info("stage %d '%s' summary (%s):\n%s", stage.index, stage.name, out, report.format_table(rows))
-        best = _best(study)
-        if best is not None:
-            comment = f"best of {study.study_name}: trial #{best.number}, value {best.value:.6g} ({search.direction})"
-            report.write_best(out, best.params, self._groups(), comment)
+        front = pareto_front(study.get_trials(deepcopy=False), search.directions)
+        if front:
+            report.write_best(out, front[0].params, self._groups(), _best_comment(study, front, search))
+            report.write_optimization_results(out, front, search.directions)
         if self.s.get("plots", True):
             report.write_plots(study, out)
 
-    def _write_final(self, search: Search, refit_study: Any) -> float | None:
+    def _write_final(self, search: Search, refit_study: Any) -> Any:
         rows = [r for st in search.studies for r in report.trial_rows(st, f"s{st.user_attrs['stage']}")]
         if refit_study is not None:
             rows += report.trial_rows(refit_study, "refit")
-        report.write_summary(rows, search.sweep_dir / "summary.csv")
+        report.write_summary(rows, search.results_dir / "summary.csv")
         last = search.studies[-1]
-        best = _best(last)
-        if best is None:
+        front = pareto_front(last.get_trials(deepcopy=False), search.directions)
+        if not front:
             return None
-        comment = f"best of {last.study_name}: trial #{best.number}, value {best.value:.6g} ({search.direction})"
-        if refit_study is not None and refit_study.user_attrs.get("refit_mean") is not None:
-            a = refit_study.user_attrs
+        comment = _best_comment(last, front, search)
+        a = refit_study.user_attrs if refit_study is not None else {}
+        if a.get("refit_mean") is not None:
             comment += f"\nrefit over {a['refit_n']} seeds: {a['refit_mean']:.6g} +- {a['refit_std']:.6g}"
-        report.write_best(search.sweep_dir, best.params, self._groups(), comment)
+        for sol in a.get("refit_solutions", []):
+            means = ", ".join(f"{m:.6g} +- {d:.6g}" for m, d in zip(sol["mean"], sol["std"]))
+            comment += f"\nrefit of #{sol['parent_trial']} over {sol['n']} seeds: {means}"
+        report.write_best(search.results_dir, front[0].params, self._groups(), comment)
+        results = report.write_optimization_results(search.results_dir, front, search.directions)
         if self.s.get("plots", True):
-            report.write_plots(search.studies, search.sweep_dir)
-        log.info("search %s done: %s\nbest params: %s", search.name, comment, search.sweep_dir / "best_params.yaml")
-        return best.value
+            report.write_plots(search.studies, search.results_dir)
+        log.info("search %s done: %s\nbest params: %s (%s)", search.name, comment, results, "best_params.yaml")
+        return _objective(front[0])
 
 
-def _best(study: Any) -> Any:
-    from rna_hpc.hpo.narrowing import select_top
+def parse_directions(value: Any) -> list[str]:
+    """``hydra.sweeper.direction``: one of minimize/maximize, or a list of them (one per objective)."""
+    items = value if isinstance(value, (list, tuple)) else [value if value is not None else "minimize"]
+    directions = [str(getattr(d, "name", d)) for d in items]
+    bad = [d for d in directions if d not in ("minimize", "maximize")]
+    if bad or not directions:
+        raise SweepConfigError(f"hydra.sweeper.direction: 'minimize' or 'maximize', or a list of them, got {value!r}")
+    return directions
 
-    top = select_top(study.get_trials(deepcopy=False), 1, study.direction.name == "MAXIMIZE")
-    return top[0] if top else None
+
+def _objective(trial: Any) -> Any:
+    """What the sweep returns: the best value, or the values of the first Pareto-front trial."""
+    return trial.values[0] if len(trial.values) == 1 else list(trial.values)
+
+
+def _best_comment(study: Any, front: list[Any], search: Search) -> str:
+    best = front[0]
+    values = ", ".join(f"{v:.6g}" for v in best.values)
+    text = f"best of {study.study_name}: trial #{best.number}, value {values} ({search.direction_text})"
+    if len(search.directions) > 1:
+        text += f"; one of {len(front)} Pareto-front trials (optimization_results.yaml lists them all)"
+    return text
 
 
 def _representative(dist: Any) -> Any:

@@ -1,8 +1,9 @@
 """Config schema of the staged Optuna sweeper (``hydra/sweeper=staged_optuna``) and its samplers and pruners.
 
-The vocabulary is hydra-optuna-sweeper's (``params``, ``sampler``, ``direction``, ``storage``, ``study_name``,
-``n_trials``, ``n_jobs``, ``max_failure_rate``, ``custom_search_space``) plus ``pruner``, ``stages``, ``refit``
-and the budget keys. This module only declares: optuna is imported by the sweeper when it runs.
+The vocabulary is hydra-optuna-sweeper's (``params``, ``sampler``, ``direction`` (one or a list),
+``storage``, ``study_name``, ``n_trials``, ``n_jobs``, ``max_failure_rate``, ``custom_search_space``) plus
+``pruner``, ``stages``, ``refit``, ``only_stage``, ``mlflow`` and the budget keys. This module only declares:
+optuna is imported by the sweeper when it runs.
 
 No ``from __future__ import annotations`` here: Hydra's plugin scanner executes this module before it is in
 ``sys.modules``, and dataclasses cannot resolve string annotations of such a module.
@@ -62,6 +63,34 @@ class QMCSamplerConfig(SamplerConfig):
 
 
 @dataclass
+class GPSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.GPSampler"  # Gaussian-process Bayesian optimization (torch, scipy)
+    n_startup_trials: int = 10
+    deterministic_objective: bool = False
+
+
+@dataclass
+class NSGAIISamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.NSGAIISampler"  # genetic, for multi-objective searches
+    population_size: int = 50
+    mutation_prob: float | None = None
+    crossover_prob: float = 0.9
+    swapping_prob: float = 0.5
+
+
+@dataclass
+class NSGAIIISamplerConfig(NSGAIISamplerConfig):
+    _target_: str = "optuna.samplers.NSGAIIISampler"  # NSGA-II with reference points, for many objectives
+    dividing_parameter: int = 3
+
+
+@dataclass
+class BruteForceSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.BruteForceSampler"  # every point of a discrete space once, then the stage ends
+    avoid_premature_stop: bool = False
+
+
+@dataclass
 class MedianPrunerConfig:
     _target_: str = "optuna.pruners.MedianPruner"
     n_startup_trials: int = 5  # no pruning until this many trials of the stage finished
@@ -93,6 +122,30 @@ class HyperbandPrunerConfig:
 
 
 @dataclass
+class WilcoxonPrunerConfig:
+    _target_: str = "optuna.pruners.WilcoxonPruner"  # steps are evaluation instances (folds, targets), not epochs
+    p_threshold: float = 0.1
+    n_startup_steps: int = 2
+
+
+@dataclass
+class ThresholdPrunerConfig:
+    _target_: str = "optuna.pruners.ThresholdPruner"  # prune once a value leaves [lower, upper]
+    lower: float | None = None
+    upper: float | None = None
+    n_warmup_steps: int = 0
+    interval_steps: int = 1
+
+
+@dataclass
+class PatientPrunerConfig:
+    _target_: str = "optuna.pruners.PatientPruner"  # prune after `patience` steps without improvement
+    wrapped_pruner: Any = None  # a pruner node (with _target_) asked once patience ran out; None: prune then
+    patience: int = 3
+    min_delta: float = 0.0
+
+
+@dataclass
 class NopPrunerConfig:
     _target_: str = "optuna.pruners.NopPruner"
 
@@ -115,6 +168,14 @@ class RefitConf:
     seed_key: str = "seed"  # the config key each refit run gets its seed through
     first_seed: int = 0
     overrides: list[str] = field(default_factory=list)  # the full training budget
+    pareto_max: int = 3  # several objectives: refit at most this many Pareto-front trials (extremes first)
+
+
+@dataclass
+class MLflowConf:
+    enabled: bool = False  # record every finished trial as an MLflow run
+    tracking_uri: str | None = None  # None: a file store in <results_dir>/mlruns
+    experiment_name: str | None = None  # None: the study name (one experiment per search)
 
 
 @dataclass
@@ -125,8 +186,9 @@ class StagedOptunaSweeperConf:
 
     sampler: Any = MISSING
     pruner: Any = MISSING  # from the defaults list (median); hydra/sweeper/pruner=nop switches pruning off
-    direction: str = "minimize"  # minimize | maximize
-    storage: str | None = None  # journal file path or database URL; None: <sweep dir>/optuna.journal
+    direction: Any = "minimize"  # minimize | maximize, or a list of them: one per objective the task returns
+    storage: str | None = None  # journal file path or database URL; None: <results_dir>/optuna.journal
+    results_dir: str | None = None  # the search's own files (summaries, optimization_results.yaml); None: sweep dir
     study_name: str | None = None  # None: the Hydra job name; stage k is <study_name>-s<k>
     n_trials: int = 20  # trials of a single-stage search, or of a stage that sets none
     n_jobs: int = 2  # trial jobs in flight; a finished trial's slot is refilled at once
@@ -139,6 +201,8 @@ class StagedOptunaSweeperConf:
     max_gpu_hours: float | None = None  # refuse a plan estimated above this
     allow_over_budget: bool = False
     plots: bool = True
+    only_stage: str | None = None  # run this stage alone, from the earlier stages' studies in the storage
+    mlflow: MLflowConf = field(default_factory=MLflowConf)
 
 
 def register() -> None:
@@ -150,6 +214,10 @@ def register() -> None:
         "grid": GridSamplerConfig,
         "cmaes": CmaEsSamplerConfig,
         "qmc": QMCSamplerConfig,
+        "gp": GPSamplerConfig,
+        "nsgaii": NSGAIISamplerConfig,
+        "nsgaiii": NSGAIIISamplerConfig,
+        "bruteforce": BruteForceSamplerConfig,
     }
     for name, node in samplers.items():
         cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider=PROVIDER)
@@ -158,6 +226,9 @@ def register() -> None:
         "percentile": PercentilePrunerConfig,
         "successive_halving": SuccessiveHalvingPrunerConfig,
         "hyperband": HyperbandPrunerConfig,
+        "wilcoxon": WilcoxonPrunerConfig,
+        "threshold": ThresholdPrunerConfig,
+        "patient": PatientPrunerConfig,
         "nop": NopPrunerConfig,
     }
     for name, node in pruners.items():

@@ -305,7 +305,7 @@ class TrainConfig:
     experiment_name: str = "default"
     seed: int = 42
     lr: float = 1e-3
-    objective: str = "val/tm"  # the metric the task function returns to a sweeper
+    objective: Any = "val/tm"  # the metric the task returns to a sweeper; a list of names: one value each
     fail_below_baseline: bool = False  # a run whose best val TM is below the A-form helix is a failure
     resume: str = "auto"  # auto | never | ignore_config_change
     deterministic: bool = False  # deterministic algorithms, seeded workers, cuBLAS workspace (docs/lineage.md)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rna_hpc.errors import ConfigError
 
@@ -36,6 +36,13 @@ CPU_REFUSED_PRECISIONS = ("16-mixed",)
 _NCCL_VAR = re.compile(r"(TORCH_)?NCCL_[A-Z0-9_]+")
 NCCL_DEBUG_LEVELS = ("VERSION", "WARN", "INFO", "TRACE")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def objective_names(objective: object) -> list[str]:
+    """The metric names of ``objective``: one name, or a list of them (a multi-objective search)."""
+    if isinstance(objective, (list, tuple, ListConfig)):
+        return [str(o) for o in objective]
+    return [str(objective)]
 
 
 def _get(cfg: DictConfig, key: str, default: object = None) -> object:
@@ -226,8 +233,9 @@ def run_settings(cfg: DictConfig) -> list[str]:
     problems = []
     if _get(cfg, "resume") not in RESUME_POLICIES:
         problems.append(f"resume: {_get(cfg, 'resume')!r} not in {list(RESUME_POLICIES)}")
-    if _get(cfg, "objective") not in METRICS:
-        problems.append(f"objective: {_get(cfg, 'objective')!r} is never logged; choose from {list(METRICS)}")
+    for name in objective_names(_get(cfg, "objective")):
+        if name not in METRICS:
+            problems.append(f"objective: {name!r} is never logged; choose from {list(METRICS)}")
     if _get(cfg, "checkpoint.mode") not in ("min", "max"):
         problems.append(f"checkpoint.mode: must be min or max, is {_get(cfg, 'checkpoint.mode')!r}")
     if _get(cfg, "checkpoint.monitor") not in METRICS:

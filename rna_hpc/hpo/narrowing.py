@@ -19,13 +19,57 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def select_top(trials: Sequence[Any], k: int, maximize: bool) -> list[Any]:
-    """The ``k`` best COMPLETE trials (ties: lower trial number first)."""
+def select_top(trials: Sequence[Any], k: int, directions: Sequence[str]) -> list[Any]:
+    """The ``k`` best COMPLETE trials for ``directions`` (``["maximize"]``, ``["minimize", "minimize"]``, ...).
+
+    One objective: by value (ties: lower trial number first). Several: the Pareto front first, then the next
+    fronts (non-dominated sorting); within a front the most isolated trials first (NSGA-II's crowding distance,
+    so a front's extremes lead), ties by trial number.
+    """
     from optuna.trial import TrialState
 
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    sign = -1.0 if maximize else 1.0
-    return sorted(complete, key=lambda t: (sign * t.value, t.number))[: max(k, 0)]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    signs = [-1.0 if d == "maximize" else 1.0 for d in directions]
+    if len(signs) == 1:
+        return sorted(complete, key=lambda t: (signs[0] * t.values[0], t.number))[: max(k, 0)]
+    points = {t.number: [s * v for s, v in zip(signs, t.values)] for t in complete}
+    ordered: list[Any] = []
+    rest = list(complete)
+    while rest and len(ordered) < k:
+        front = [t for t in rest if not any(_dominates(points[o.number], points[t.number]) for o in rest)]
+        crowding = _crowding([points[t.number] for t in front])
+        ordered += [t for _, _, t in sorted(zip((-c for c in crowding), (t.number for t in front), front))]
+        rest = [t for t in rest if t not in front]
+    return ordered[: max(k, 0)]
+
+
+def pareto_front(trials: Sequence[Any], directions: Sequence[str]) -> list[Any]:
+    """The non-dominated COMPLETE trials (for one objective: the best one)."""
+    top = select_top(trials, len(trials), directions)
+    if len(directions) == 1:
+        return top[:1]
+    signs = [-1.0 if d == "maximize" else 1.0 for d in directions]
+    points = {t.number: [s * v for s, v in zip(signs, t.values)] for t in top}
+    return [t for t in top if not any(_dominates(points[o.number], points[t.number]) for o in top)]
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """``a`` dominates ``b`` (all objectives as minimized): no worse anywhere, better somewhere."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def _crowding(points: Sequence[Sequence[float]]) -> list[float]:
+    """NSGA-II crowding distance of each point of one front (extremes: infinity)."""
+    n = len(points)
+    distance = [0.0] * n
+    for m in range(len(points[0]) if points else 0):
+        order = sorted(range(n), key=lambda i: points[i][m])
+        span = points[order[-1]][m] - points[order[0]][m]
+        distance[order[0]] = distance[order[-1]] = math.inf
+        for j in range(1, n - 1):
+            if span > 0:
+                distance[order[j]] += (points[order[j + 1]][m] - points[order[j - 1]][m]) / span
+    return distance
 
 
 def narrow_space(

@@ -68,13 +68,16 @@ def report_and_should_prune(trial_cfg: Any, step: int, value: float) -> bool:
     """Report ``value`` at ``step`` for the trial named by ``trial_cfg``; True when the job must stop now.
 
     True means the stage's pruner pruned the trial (now recorded as PRUNED) or the trial was already finished
-    by someone else (a previous attempt of a requeued job, or a restarted sweeper that gave it up).
+    by someone else (a previous attempt of a requeued job, or a restarted sweeper that gave it up). A trial of a
+    multi-objective study reports nothing and is never pruned.
     """
     import optuna
     from optuna.trial import TrialState
 
     study_name, storage_spec, number = _identity(trial_cfg)
     study = _load_study(storage_spec, study_name)
+    if len(study.directions) > 1:  # optuna reports and prunes single-objective trials only
+        return False
     try:
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     except KeyError as e:

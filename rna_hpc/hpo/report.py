@@ -1,6 +1,7 @@
 """Search outputs in the sweep dir: summary table, ``best_params.yaml``, plots. Every file is written atomically
 (``rna_hpc.checkpoint.io``).
 
+``optimization_results.yaml`` has hydra-optuna-sweeper's fields, so scripts written for it read it unchanged.
 ``best_params.yaml`` is a ``# @package _global_`` config: config-group parameters become ``override /group: x``
 entries of its defaults list, the others nested keys. Copied to ``conf/experiment/tuned.yaml`` it runs as
 ``experiment=tuned``; ``best_overrides.txt`` holds the same as command-line overrides.
@@ -45,7 +46,7 @@ def trial_rows(study: Any, label: str) -> list[dict[str, Any]]:
                 "study": study.study_name,
                 "number": t.number,
                 "state": t.state.name,
-                "value": t.value,
+                "value": _value(t.values),
                 "params": " ".join(params_to_overrides(params)),
                 "duration_s": None if duration is None else round(duration, 3),
                 "run_dir": t.user_attrs.get("run_dir", ""),
@@ -53,6 +54,13 @@ def trial_rows(study: Any, label: str) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _value(values: Sequence[float] | None) -> Any:
+    """The summary's value cell: the number, or (several objectives) the numbers separated by spaces."""
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else " ".join(f"{v:.6g}" for v in values)
 
 
 def write_summary(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
@@ -104,9 +112,25 @@ def write_best(out_dir: Path, params: Mapping[str, Any], groups: Collection[str]
     _write_text(out_dir / "best_overrides.txt", "\n".join(overrides) + "\n")
 
 
+def optimization_results(front: Sequence[Any], directions: Sequence[str]) -> dict[str, Any]:
+    """hydra-optuna-sweeper's ``optimization_results.yaml`` content: ``name``, ``best_params`` and ``best_value``
+    (one objective) or ``solutions``: the Pareto front, each with ``params`` and ``values``."""
+    if len(directions) == 1:
+        return {"name": "optuna", "best_params": dict(front[0].params), "best_value": front[0].value}
+    return {"name": "optuna", "solutions": [{"params": dict(t.params), "values": list(t.values)} for t in front]}
+
+
+def write_optimization_results(out_dir: Path, front: Sequence[Any], directions: Sequence[str]) -> Path:
+    from omegaconf import OmegaConf
+
+    text = OmegaConf.to_yaml(OmegaConf.create(optimization_results(front, directions)))
+    return _write_text(out_dir / "optimization_results.yaml", text)
+
+
 def write_plots(studies: Any, out_dir: Path) -> list[Path]:
     """Optimization history (of every study given), parameter importances and parallel coordinates (of the last)
-    as PNG; a plot that cannot be drawn (too few trials, one-valued parameters) is skipped with a log line."""
+    as PNG, or for several objectives the last study's Pareto front; a plot that cannot be drawn (too few trials,
+    one-valued parameters) is skipped with a log line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,6 +144,8 @@ def write_plots(studies: Any, out_dir: Path) -> list[Path]:
         "param_importances": lambda: ovm.plot_param_importances(last),
         "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(last),
     }
+    if len(last.directions) > 1:  # several objectives: the last stage's Pareto front instead
+        plots = {"pareto_front": lambda: ovm.plot_pareto_front(last)}
     written = []
     for name, plot in plots.items():
         try:

@@ -27,10 +27,10 @@ def to_plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def open_study(storage: Any, name: str, direction: str) -> Any:
+def open_study(storage: Any, name: str, directions: list[str]) -> Any:
     import optuna
 
-    return optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+    return optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True)
 
 
 def find_study(storage: Any, name: str) -> Any | None:
@@ -62,12 +62,15 @@ def check_plan(storage: Any, base_name: str, plan: Mapping[str, Any], where: str
 
 
 def derive_space(
-    stage: Stage, parent: Any | None, original: Mapping[str, Any], maximize: bool
+    stage: Stage, parent: Any | None, original: Mapping[str, Any], directions: list[str]
 ) -> tuple[dict[str, Any], list[Any]]:
-    """(space of ``stage``, the parent trials it was narrowed around); stage 0 gets ``original``."""
+    """(space of ``stage``, the parent trials it was narrowed around); stage 0 gets ``original``.
+
+    Several objectives: the parent's top_k come from its Pareto front first (see ``select_top``).
+    """
     if parent is None:
         return dict(original), []
-    top = select_top(parent.get_trials(deepcopy=False), stage.top_k, maximize)
+    top = select_top(parent.get_trials(deepcopy=False), stage.top_k, directions)
     if not top:
         raise SweepError(f"{parent.study_name}: no COMPLETE trial to narrow the next stage around")
     parent_space = space_from_json(parent.user_attrs["space"])

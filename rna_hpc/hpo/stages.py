@@ -39,6 +39,7 @@ class Refit:
     seed_key: str = "seed"
     first_seed: int = 0
     overrides: list[str] = field(default_factory=list)
+    pareto_max: int = 3
 
 
 def stage_study_name(base: str, index: int) -> str:
@@ -109,6 +110,7 @@ def build_refit(refit_cfg: Mapping[str, Any] | None) -> Refit:
         seed_key=str(cfg.get("seed_key") or "seed"),
         first_seed=int(cfg.get("first_seed") or 0),
         overrides=[str(o) for o in cfg.get("overrides") or []],
+        pareto_max=int(cfg.get("pareto_max") or 3),
     )
     if refit.n_seeds < 0:
         raise SweepConfigError(f"hydra.sweeper.refit.n_seeds: must be >= 0, got {refit.n_seeds}")
@@ -116,7 +118,7 @@ def build_refit(refit_cfg: Mapping[str, Any] | None) -> Refit:
 
 
 def plan_description(
-    params: Mapping[str, str], direction: str, stages: Sequence[Stage], custom_search_space: str | None
+    params: Mapping[str, str], direction: str | list[str], stages: Sequence[Stage], custom_search_space: str | None
 ) -> dict[str, Any]:
     """What a resumed search must keep: the space, the direction, the stage list (trial counts may change)."""
     return {

@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rna_hpc.config.validate import objective_names
 from rna_hpc.errors import ConfigError, TrainingFailed
 from rna_hpc.job.devices import assign_device
 from rna_hpc.job.lineage import apply_determinism, log_training_run
@@ -42,7 +43,7 @@ def build_module(cfg: DictConfig) -> pl.LightningModule:
         lora=plain(cfg.lora),
         loss=plain(cfg.loss),
         optim=plain(cfg.optim),
-        objective=cfg.objective,
+        objective=plain(cfg.objective) if OmegaConf.is_list(cfg.objective) else cfg.objective,
     )
 
 
@@ -71,19 +72,28 @@ def resume_point(cfg: DictConfig, identity: RunIdentity) -> str | None:
     return str(ckpt)
 
 
-def objective_value(trainer: pl.Trainer, cfg: DictConfig) -> float:
-    """The configured objective: the best monitored score when it is the monitored metric, else its last value."""
+def objective_value(trainer: pl.Trainer, cfg: DictConfig) -> float | list[float]:
+    """The configured objective: the best monitored score when it is the monitored metric, else its last value.
+
+    A list of metric names (``objective=[val/tm,val/rmsd]``, a multi-objective search) gives one value each.
+    """
+    names = objective_names(cfg.objective)
+    values = [_metric_value(trainer, cfg, name) for name in names]
+    return values if OmegaConf.is_list(cfg.objective) else values[0]
+
+
+def _metric_value(trainer: pl.Trainer, cfg: DictConfig, name: str) -> float:
     ckpt_cb = trainer.checkpoint_callback
     value = None
-    if cfg.objective == cfg.checkpoint.monitor and ckpt_cb is not None and ckpt_cb.best_model_score is not None:
+    if name == cfg.checkpoint.monitor and ckpt_cb is not None and ckpt_cb.best_model_score is not None:
         value = float(ckpt_cb.best_model_score)
-    elif cfg.objective in trainer.callback_metrics:
-        value = float(trainer.callback_metrics[cfg.objective])
+    elif name in trainer.callback_metrics:
+        value = float(trainer.callback_metrics[name])
     if value is None:
         logged = sorted(trainer.callback_metrics)
-        raise ConfigError(f"objective: metric {cfg.objective!r} was never logged (logged: {logged})")
+        raise ConfigError(f"objective: metric {name!r} was never logged (logged: {logged})")
     if not math.isfinite(value):
-        raise TrainingFailed(f"objective {cfg.objective} is {value}: the run diverged")
+        raise TrainingFailed(f"objective {name} is {value}: the run diverged")
     return value
 
 
@@ -134,7 +144,7 @@ def record_failure(err: BaseException, identity: RunIdentity, ctx: JobContext) -
         log.error("could not record the failure in %s: %s", identity.shared_dir, write_err)
 
 
-def run_training(cfg: DictConfig) -> float:
+def run_training(cfg: DictConfig) -> float | list[float]:
     """Fit one model as configured and return the objective (the same float on every rank)."""
     ctx = JobContext.from_env()
     export_torch_distributed_env(ctx)
@@ -156,7 +166,7 @@ def run_training(cfg: DictConfig) -> float:
         raise
 
 
-def fit(cfg: DictConfig, ctx: JobContext, identity: RunIdentity, gpu_binding: str = "node") -> float:
+def fit(cfg: DictConfig, ctx: JobContext, identity: RunIdentity, gpu_binding: str = "node") -> float | list[float]:
     """Build data, model and trainer; fit from the resume point; return the objective."""
     apply_determinism(cfg.deterministic)
     pl.seed_everything(cfg.seed, workers=True)
@@ -171,5 +181,5 @@ def fit(cfg: DictConfig, ctx: JobContext, identity: RunIdentity, gpu_binding: st
     log.info("rank %d parameters sha256 %s", trainer.global_rank, digest)
     if trainer.is_global_zero:
         log_training_run(cfg, identity, trainer, datamodule, digest)
-        log.info("%s = %.4f  (run dir %s, shared %s)", cfg.objective, value, identity.run_dir, identity.shared_dir)
+        log.info("%s = %s  (run dir %s, shared %s)", cfg.objective, value, identity.run_dir, identity.shared_dir)
     return value

@@ -14,6 +14,7 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelChec
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
+from rna_hpc.config.validate import objective_names
 from rna_hpc.launch.env import JobContext
 from rna_hpc.launch.identity import RunIdentity
 
@@ -103,7 +104,7 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, log
     if cfg.trial.number is not None:
         from rna_hpc.hpo.pruning import OptunaPruningCallback
 
-        callbacks.append(OptunaPruningCallback(cfg.trial, monitor=cfg.objective))
+        callbacks.append(OptunaPruningCallback(cfg.trial, monitor=objective_names(cfg.objective)[0]))
     return callbacks
 
 

@@ -14,28 +14,7 @@ from pytorch_lightning.loggers import MLFlowLogger as _LightningMLFlowLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 from rna_hpc import compat
-
-FILE_STORE_OPT_IN = "MLFLOW_ALLOW_FILE_STORE"
-
-
-def allow_file_store(tracking_uri: str | None) -> None:
-    """Opt in to MLflow's file store when the tracking URI is a local path (never for a server)."""
-    if tracking_uri and (tracking_uri.startswith("file:") or "://" not in tracking_uri):
-        os.environ.setdefault(FILE_STORE_OPT_IN, "true")
-
-
-def ensure_experiment(client: Any, name: str, artifact_location: str | None = None) -> str:
-    """The id of experiment ``name``, created when missing; a concurrent creation by another job is tolerated."""
-    found = client.get_experiment_by_name(name)
-    if found is not None and found.lifecycle_stage != "deleted":
-        return found.experiment_id
-    try:
-        return client.create_experiment(name=name, artifact_location=artifact_location)
-    except Exception:  # another job created it between the lookup and the creation
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+from rna_hpc.loggers.mlflow_store import FILE_STORE_OPT_IN, allow_file_store, ensure_experiment  # noqa: F401
 
 
 class MLFlowLogger(_LightningMLFlowLogger):

@@ -49,7 +49,7 @@ class RNA3DModule(pl.LightningModule):
         lora: Any = None,
         loss: Any = None,
         optim: Any = None,
-        objective: str = "val/tm",
+        objective: Any = "val/tm",
     ) -> None:
         super().__init__()
         self.model_cfg = plain(model_config(model))

@@ -167,3 +167,33 @@ def test_staged_search_matches_its_description() -> None:
     assert cfg.hydra.sweeper.params.lr == "tag(log, interval(1e-4, 3e-3))"
     assert cfg.hydra.sweeper.params.model == "choice(tiny, base)"
     assert cfg.hydra.sweeper.refit.n_seeds == 3
+
+
+def test_staged_trials_run_on_scratch_and_consolidate_to_shared(tmp_path: Path) -> None:
+    """hpo=staged: the trial run dirs (the sweep dir) on scratch; the journal and the search's files on shared;
+    each trial's results go to <shared>/<experiment>/<study>/<job num> like any job's."""
+    from rna_hpc.launch.identity import RunIdentity
+
+    paths = [f"paths.scratch_dir={tmp_path}/scratch", f"paths.shared_dir={tmp_path}/shared"]
+    cfg = compose_train(["hpo=staged", *paths])
+    sweep_dir = Path(cfg.hydra.sweep.dir)
+    assert sweep_dir == tmp_path / "scratch" / "hpo" / "default-staged"
+    assert Path(cfg.hydra.sweeper.results_dir) == tmp_path / "shared" / "hpo" / "default-staged"
+    hydra_cfg = OmegaConf.to_container(cfg.hydra, resolve=False)
+    hydra_cfg.update(mode="MULTIRUN", job={**hydra_cfg["job"], "num": 3})
+    hydra_cfg["runtime"]["output_dir"] = str(sweep_dir / "3")
+    hydra_cfg["sweep"]["dir"] = str(sweep_dir)
+    identity = RunIdentity.from_hydra(cfg, OmegaConf.create(hydra_cfg))
+    assert identity.run_dir == sweep_dir / "3"
+    assert identity.shared_dir == tmp_path / "shared" / "default" / "default-staged" / "3"
+
+
+def test_a_list_of_objective_names_validates_each_name() -> None:
+    """``objective=[val/tm,val/rmsd]``: the task returns one value per name for a multi-objective search."""
+    ok = compose_train(["hpo=smoke", "objective=[val/tm,val/rmsd]", "hydra.sweeper.direction=[maximize,minimize]"])
+    assert list(ok.objective) == ["val/tm", "val/rmsd"]
+    assert not [p for p in collect_problems(ok) if p.startswith("objective")]
+    bad = compose_train(["objective=[val/tm,val/tmm]"])
+    assert [p for p in collect_problems(bad) if p.startswith("objective")] == [
+        "objective: 'val/tmm' is never logged; choose from ['val/tm', 'val/rmsd', 'val/loss', 'train/loss']"
+    ]

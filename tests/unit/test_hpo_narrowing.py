@@ -9,7 +9,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from rna_hpc.hpo.narrowing import narrow_space, select_top
+from rna_hpc.hpo.narrowing import narrow_space, pareto_front, select_top
 
 
 def test_linear_float_span_widened_by_margin_of_parent_width() -> None:
@@ -113,13 +113,35 @@ def test_select_top_k_by_direction_complete_only() -> None:
         _trial(4, 0.95, TrialState.PRUNED),
         _trial(5, 0.9),
     ]
-    assert [t.number for t in select_top(trials, 2, maximize=True)] == [1, 5]  # tie: lower number first
-    assert [t.number for t in select_top(trials, 2, maximize=False)] == [0, 2]
-    assert [t.number for t in select_top(trials, 10, maximize=True)] == [1, 5, 2, 0]
+    assert [t.number for t in select_top(trials, 2, ["maximize"])] == [1, 5]  # tie: lower number first
+    assert [t.number for t in select_top(trials, 2, ["minimize"])] == [0, 2]
+    assert [t.number for t in select_top(trials, 10, ["maximize"])] == [1, 5, 2, 0]
 
 
 def test_top_k_trials_define_the_span() -> None:
     trials = [_trial(n, v) for n, v in [(10, 0.1), (20, 0.8), (30, 0.7), (90, 0.2)]]
-    top = select_top(trials, 2, maximize=True)
+    top = select_top(trials, 2, ["maximize"])
     out = narrow_space({"x": FloatDistribution(0.0, 100.0)}, [t.params for t in top], margin=0.0)
     assert (out["x"].low, out["x"].high) == (20.0, 30.0)
+
+
+def _mo_trial(
+    number: int, values: list[float] | None, state: TrialState = TrialState.COMPLETE
+) -> optuna.trial.FrozenTrial:
+    t = create_trial(
+        state=state, values=values, params={"x": float(number)}, distributions={"x": FloatDistribution(0, 100)}
+    )
+    t.number = number
+    return t
+
+
+def test_several_objectives_rank_the_pareto_front_first_its_extremes_leading() -> None:
+    # minimize both: front {0, 1, 2, 3} (0 and 3 its extremes; crowding 2: 1.5, 1: 0.7), then {4}, then {5}
+    points = {0: [0.0, 10.0], 1: [1.0, 6.0], 2: [2.0, 5.0], 3: [10.0, 0.0], 4: [3.0, 7.0], 5: [11.0, 11.0]}
+    trials = [_mo_trial(n, v) for n, v in points.items()] + [_mo_trial(6, None, TrialState.FAIL)]
+    ranked = [t.number for t in select_top(trials, 10, ["minimize", "minimize"])]
+    assert ranked == [0, 3, 2, 1, 4, 5]
+    assert [t.number for t in select_top(trials, 3, ["minimize", "minimize"])] == ranked[:3]
+    assert sorted(t.number for t in pareto_front(trials, ["minimize", "minimize"])) == [0, 1, 2, 3]
+    # maximizing the second objective instead: 0 dominates 1 to 4, and 5 has the largest second value
+    assert sorted(t.number for t in pareto_front(trials, ["minimize", "maximize"])) == [0, 5]

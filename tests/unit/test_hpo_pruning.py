@@ -64,3 +64,14 @@ def test_incomplete_trial_config_names_the_keys(tmp_path: Path) -> None:
         report_and_should_prune({"study_name": "other", "storage": spec, "number": 0}, 0, 1.0)
     with pytest.raises(ConfigError, match="has no trial 7"):
         report_and_should_prune({"study_name": "s", "storage": spec, "number": 7}, 0, 1.0)
+
+
+def test_a_multi_objective_trial_reports_nothing_and_is_never_pruned(tmp_path: Path) -> None:
+    spec = str(tmp_path / "j.log")
+    study = optuna.create_study(study_name="mo", storage=make_storage(spec), directions=["maximize", "minimize"])
+    study.set_user_attr("pruner", THRESHOLD)
+    trial = study.ask()
+    cfg = {"study_name": "mo", "storage": spec, "number": trial.number, "stage": 0}
+    assert [report_and_should_prune(cfg, step, 0.0) for step in range(3)] == [False] * 3
+    frozen = study.trials[trial.number]
+    assert frozen.state == TrialState.RUNNING and frozen.intermediate_values == {}
