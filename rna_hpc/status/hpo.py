@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rna_hpc.launch.record import JobRecord, SweepRecord
 
@@ -27,7 +28,7 @@ class StageCounts:
     label: str
     order: int
     counts: dict[str, int] = field(default_factory=dict)
-    best: float | None = None
+    best: float | str | None = None  # a value, or for several objectives the size of the Pareto front
     trials: dict[int, str] = field(default_factory=dict)  # Hydra job number -> '<label>#<trial> <STATE>'
 
 
@@ -74,10 +75,7 @@ def stage_counts(sweep_dir: Path, record: SweepRecord | None, jobs: Sequence[Job
         label, order = _label(name, study.user_attrs)
         trials = study.get_trials(deepcopy=False)
         counts = Counter(t.state.name for t in trials)
-        complete = [t.value for t in trials if t.state.name == "COMPLETE" and t.value is not None]
-        best = None
-        if complete:
-            best = max(complete) if study.direction.name == "MAXIMIZE" else min(complete)
+        best = _best(study, trials)
         by_job = {
             t.user_attrs["job_num"]: f"{label.split()[0]}#{t.number} {t.state.name}"
             for t in trials
@@ -87,12 +85,23 @@ def stage_counts(sweep_dir: Path, record: SweepRecord | None, jobs: Sequence[Job
     return sorted(rows, key=lambda r: (r.order, r.study))
 
 
+def _best(study: Any, trials: Sequence[Any]) -> float | str | None:
+    """The best value of a study; for several objectives, the size of its Pareto front (e.g. '3 on the front')."""
+    if len(study.directions) > 1:
+        front = study.best_trials
+        return f"{len(front)} on the front" if front else None
+    complete = [t.value for t in trials if t.state.name == "COMPLETE" and t.value is not None]
+    if not complete:
+        return None
+    return max(complete) if study.direction.name == "MAXIMIZE" else min(complete)
+
+
 def format_stages(rows: Sequence[StageCounts]) -> str:
     """A fixed-width table: one line per stage study."""
     header = ["stage", "study", "trials", *STATES, "best"]
     cells = [
         [r.label, r.study, str(sum(r.counts.values())), *(str(r.counts[s]) for s in STATES)]
-        + ["-" if r.best is None else f"{r.best:.4g}"]
+        + ["-" if r.best is None else r.best if isinstance(r.best, str) else f"{r.best:.4g}"]
         for r in rows
     ]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(header)]

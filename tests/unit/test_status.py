@@ -221,3 +221,17 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, capsys) -> None:
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nope'}: no such sweep directory"
     assert main([str(tmp_path)]) == 2
     assert "no jobs found" in capsys.readouterr().err
+
+
+def test_stage_best_of_a_multi_objective_study_is_its_pareto_front() -> None:
+    import optuna
+
+    from rna_hpc.status.hpo import _best
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), 1 - t.params["x"]), n_trials=4)
+    assert _best(study, study.trials) == "4 on the front"
+    single = optuna.create_study(direction="maximize")
+    single.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    assert _best(single, single.trials) == max(t.value for t in single.trials)
