@@ -34,8 +34,8 @@ def task_error(err: Exception) -> Exception:
     text = str(err)
     if type(err).__name__ != "FailedJobError" or "Traceback" not in text:
         return err
-    lines = text.rstrip().splitlines()
-    for k in range(len(lines) - 1, -1, -1):
+    lines = text.split("\n----------------------\n")[1].splitlines() if "\n---" in text else text.splitlines()
+    for k in range(len(lines) - 1, -1, -1):  # the traceback ends with the error's type and message (several lines)
         match = _EXCEPTION_LINE.fullmatch(lines[k])
         if match and not lines[k].startswith("Traceback"):
             message = "\n".join([match.group(2), *lines[k + 1 :]]).strip()
