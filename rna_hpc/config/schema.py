@@ -184,6 +184,7 @@ class TrainerConfig:
     strategy: str = "auto"  # rna_hpc picks DDP (gloo on CPU, nccl on GPU) when world size > 1
     max_epochs: int = 10
     max_steps: int = -1
+    max_time: str | None = None  # wall-clock budget "DD:HH:MM:SS" (Lightning's Timer; counts across resumes)
     precision: str = "32-true"
     gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1

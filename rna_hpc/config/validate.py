@@ -25,6 +25,7 @@ RESUME_POLICIES = ("auto", "never", "ignore_config_change")
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 METRICS = ("val/tm", "val/rmsd", "val/loss", "train/loss")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DHMS = re.compile(r"^(\d+):(\d+):(\d+):(\d+)$")
 
 
 def _get(cfg: DictConfig, key: str, default: object = None) -> object:
@@ -45,6 +46,17 @@ def _launcher_target(cfg: DictConfig) -> str:
         if HydraConfig.initialized():
             target = OmegaConf.select(HydraConfig.get(), "launcher._target_")
     return str(target or "")
+
+
+def max_time_minutes(value: object) -> float | None:
+    """Minutes of a ``trainer.max_time`` budget ``"DD:HH:MM:SS"`` (None when unset); ValueError when malformed."""
+    if value is None:
+        return None
+    match = _DHMS.match(str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not DD:HH:MM:SS")
+    days, hrs, mins, secs = (int(g) for g in match.groups())
+    return days * 1440.0 + hrs * 60.0 + mins + secs / 60.0
 
 
 def _missing(node: object, prefix: str) -> list[str]:
@@ -176,8 +188,16 @@ def trainer_settings(cfg: DictConfig) -> list[str]:
         problems.append(f"trainer.accelerator: {t.accelerator!r} not in {list(ACCELERATORS)}")
     if t.devices < 1 or t.num_nodes < 1:
         problems.append("trainer.devices / trainer.num_nodes: must be >= 1 (one process per device)")
-    if t.max_epochs < 1 and t.max_steps < 1:
-        problems.append("trainer.max_epochs: set max_epochs or max_steps to a positive budget")
+    try:
+        minutes = max_time_minutes(t.get("max_time"))
+    except ValueError:
+        minutes = None
+        problems.append(f"trainer.max_time: {t.max_time!r} is not a wall-clock budget DD:HH:MM:SS (e.g. 00:00:30:00)")
+    else:
+        if minutes is not None and minutes <= 0:
+            problems.append(f"trainer.max_time: {t.max_time!r} must be a positive duration")
+    if t.max_epochs < 1 and t.max_steps < 1 and not minutes:
+        problems.append("trainer.max_epochs: set max_epochs, max_steps or max_time to a positive budget")
     return problems
 
 

@@ -58,7 +58,7 @@ def build_loggers(cfg: DictConfig, identity: RunIdentity) -> list[Any]:
 def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> list[Callback]:
     """Best/last checkpoints on the monitored metric, periodic checkpoints, consolidation, progress, pruning."""
     from rna_hpc.checkpoint.rng import RandomState
-    from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint, ValidateAtMaxSteps
+    from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint, ValidateAtBudgetEnd
     from rna_hpc.job.progress import PlainProgress
 
     ckpt_dir = identity.ckpt_dir
@@ -74,7 +74,7 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext) -> 
         ),
         GracefulPreemption(),
         RandomState(),
-        ValidateAtMaxSteps(),
+        ValidateAtBudgetEnd(),
     ]
     if cfg.checkpoint.every_n_steps or cfg.checkpoint.every_minutes:
         callbacks.append(
