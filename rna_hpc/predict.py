@@ -38,6 +38,10 @@ def check_predict_config(cfg: DictConfig) -> None:
         problems.append(f"templates_dir: required when candidates include {', '.join(needs)}")
     if cfg.templates_dir and not Path(cfg.templates_dir, "train_labels.csv").is_file():
         problems.append(f"templates_dir: no train_labels.csv in {cfg.templates_dir}")
+    from rna_hpc.evaluation.baselines import ENSEMBLES
+
+    if cfg.ss_ensemble not in ENSEMBLES:
+        problems.append(f"ss_ensemble: {cfg.ss_ensemble!r} is not one of {', '.join(ENSEMBLES)}")
     if cfg.n_predictions < 1:
         problems.append("n_predictions: must be >= 1")
     if problems:
@@ -80,7 +84,9 @@ def predict(cfg: DictConfig) -> Path:
     entries = []
     for start in range(0, len(items), cfg.batch_size):
         batch = collate(items[start : start + cfg.batch_size])
-        pools = candidate_pools(module, batch, list(cfg.candidates), n, templates, generator, cfg.seed)
+        pools = candidate_pools(
+            module, batch, list(cfg.candidates), n, templates, generator, cfg.seed, str(cfg.ss_ensemble)
+        )
         for tid, seq, pool in zip(batch["target_id"], batch_sequences(batch), pools, strict=True):
             ranked = rank_candidates(np.stack(pool.coords), pool.names, n, pool.sources)
             models = _pad_to(ranked.coords, n)
