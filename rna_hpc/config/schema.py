@@ -318,7 +318,7 @@ class PredictConfig:
     n_predictions: int = 5  # structures per target in the submission (the Kaggle layout expects 5)
     candidates: list[str] = field(default_factory=lambda: ["model", "ss_model"])  # ranked together by confidence
     templates_dir: str | None = None  # a Kaggle folder whose train split adds template candidates
-    ss_ensemble: str = "boltzmann"  # ss variants after the MFE one: boltzmann (sampled pairings) | tilt (tilted loops)
+    ss_ensemble: str = "tilt"  # ss variants after the MFE one: tilt (tilted loops) | boltzmann (sampled pairings)
     batch_size: int = 4
     seed: int = 0
     data: DataConfig = MISSING
