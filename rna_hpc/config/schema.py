@@ -213,6 +213,7 @@ class OptimConfig:
     )
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1  # cosine decay to this fraction of lr
+    ema_decay: float = 0.0  # 0: off; else validation, checkpoints and sampling use this moving average of the weights
 
 
 @dataclass

@@ -213,6 +213,9 @@ def run_settings(cfg: DictConfig) -> list[str]:
         problems.append(
             f"checkpoint.monitor: {_get(cfg, 'checkpoint.monitor')!r} is never logged; choose from {list(METRICS)}"
         )
+    ema = _get(cfg, "optim.ema_decay", 0.0) or 0.0
+    if not 0 <= ema < 1:
+        problems.append(f"optim.ema_decay: must be in [0, 1) (0: off), is {ema}")
     if (_get(cfg, "lr") or 0) <= 0:
         problems.append(f"lr: must be positive, is {_get(cfg, 'lr')}")
     return problems

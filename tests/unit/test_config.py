@@ -120,6 +120,7 @@ def test_default_config_is_the_cpu_smoke_run() -> None:
         (["checkpoint.mode=up"], "checkpoint.mode: must be min or max"),
         (["checkpoint.monitor=val/f1"], "checkpoint.monitor: 'val/f1' is never logged"),
         (["lr=0"], "lr: must be positive"),
+        (["optim.ema_decay=1.0"], "optim.ema_decay: must be in [0, 1) (0: off), is 1.0"),
         (["trainer.devices=2"], "use launcher=local (submitit, this machine) or launcher=slurm"),
         (["experiment=lora_finetune"], "model.init_from: LoRA fine-tuning needs a pretrained base checkpoint"),
         (["model.init_from=???"], "model.init_from: missing value"),
