@@ -1,20 +1,22 @@
 """Model quality on the real validation split after a wall-clock training budget, beside the baselines.
 
-    python benchmarks/quality.py --minutes 30 [--threads 2] [hydra overrides ...]
+    python benchmarks/quality.py --minutes 30 [--threads 1] [hydra overrides of the training config ...]
 
-Trains ``model=base`` on the train split of the Kaggle-layout folder (default ``../shared/data/rna3d``) for
-``--minutes`` of wall clock (validation included), keeps the checkpoint with the best ``val/tm``, predicts the
-validation sequences and scores them with `rna_hpc.evaluate`. Two submissions are scored: the model's diffusion
-samples alone, and the ranked pool of ``--candidates`` (model samples, secondary-structure prior, templates).
-Prints mean best-of-5 TM-score / RMSD beside the helix, secondary-structure and template baselines, with the budget
-and the config; writes ``quality.json`` to ``--out``.
+Runs the product only: ``python -m rna_hpc.train data=rna3d model=base trainer.max_time=<minutes>`` on the train split
+of the Kaggle-layout folder (default ``../shared/data/rna3d``), then ``python -m rna_hpc.predict`` from the best
+checkpoint (by ``val/tm``) on the validation sequences, twice (the model's samples alone, and the ranked pool of
+``--candidates``), then ``python -m rna_hpc.evaluate`` on each submission. It reads their outputs (``metrics.csv``,
+``evaluation.json``) and prints the per-target and mean best-of-5 TM-score beside the helix, secondary-structure and
+template baselines, the ``val/tm`` curve, the budget and the command lines; ``quality.json`` in ``--out`` holds all.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,18 +26,19 @@ from common import REPO, default_data_dir
 
 TRAIN_DEFAULTS = ["data=rna3d", "model=base", "trainer.enable_progress_bar=false"]
 CANDIDATES = "model,model_template,ss_model,template"
+BASELINES = ("helix", "ss", "template")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, default=30.0, help="training wall-clock budget (30: target, 15: figure)")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--minutes", type=float, default=30.0, help="trainer.max_time in minutes (30: the target)")
+    p.add_argument("--threads", type=int, default=1, help="cores each step is pinned to (taskset), OMP_NUM_THREADS")
     p.add_argument(
         "--epochs-per-minute",
         type=float,
         default=1.2,
-        help="sets trainer.max_epochs = minutes x this, the length of the LR schedule (1.2: measured on 2 cores; "
-        "on a slower machine the wall clock ends the run first)",
+        help="sets trainer.max_epochs = minutes x this, the length of the LR schedule; the wall clock "
+        "(trainer.max_time) ends the run first on a slower machine",
     )
     p.add_argument("--data-dir", default=str(default_data_dir()), help="Kaggle-layout folder")
     p.add_argument("--out", default=str(REPO / "outputs" / "benchmarks" / "quality"), help="output folder")
@@ -44,136 +47,159 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def compose(config: str, overrides: list[str]) -> Any:
-    """A composed and resolved-on-access config, as the entry point would see it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
-    from rna_hpc.config import CONFIG_DIR, register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = hydra_compose(config, overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+def max_time(minutes: float) -> str:
+    """``trainer.max_time`` (DD:HH:MM:SS) of a budget in minutes."""
+    seconds = max(1, round(minutes * 60))
+    days, rest = divmod(seconds, 86400)
+    return f"{days:02d}:{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
 
 
-def train(cfg: Any, minutes: float, out: Path) -> dict[str, Any]:
-    """Fit for ``minutes`` of wall clock; the best checkpoint by ``val/tm`` and what the run did."""
-    import pytorch_lightning as pl
-    from hydra.utils import instantiate
-    from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger
-
-    from rna_hpc.checkpoint.lightning_io import AtomicCheckpointIO
-    from rna_hpc.job.run import build_module
-
-    pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data, seed=cfg.seed, _convert_="object")
-    module = build_module(cfg)
-    best = ModelCheckpoint(dirpath=out / "ckpt", filename="best", monitor="val/tm", mode="max", save_last=True)
-    t = cfg.trainer
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_time={"seconds": int(minutes * 60)},
-        max_epochs=t.max_epochs,
-        gradient_clip_val=t.gradient_clip_val,
-        check_val_every_n_epoch=t.check_val_every_n_epoch,
-        val_check_interval=t.val_check_interval,
-        log_every_n_steps=t.log_every_n_steps,
-        num_sanity_val_steps=0,
-        logger=CSVLogger(str(out), name="train"),
-        callbacks=[best],
-        plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=False,
-        use_distributed_sampler=False,
-    )
+def run(cmd: list[str], threads: int, log: Path) -> float:
+    """Run one entry point pinned to ``threads`` cores, its output in ``log``; the wall seconds it took."""
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    pin = ["taskset", "-c", f"0-{threads - 1}"] if threads < cores else []
+    log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    with open(log, "w") as fh:
+        proc = subprocess.run([*pin, *cmd], cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = log.read_text().strip().splitlines()[-15:]
+        sys.exit(f"{' '.join(cmd[:3])} failed (exit {proc.returncode}); last lines of {log}:\n" + "\n".join(tail))
+    return seconds
+
+
+def val_curve(metrics_csv: Path) -> list[dict[str, float]]:
+    """One row per validation: epoch, step, val/tm, val/tm_prior, val/tm_helix (as the run's CSV logger wrote them)."""
+    with open(metrics_csv, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("val/tm")]
+    keys = ("val/tm", "val/tm_prior", "val/tm_helix")
+    return [
+        {"epoch": int(float(r["epoch"])), "step": int(float(r["step"]))} | {k: float(r[k]) for k in keys if r.get(k)}
+        for r in rows
+    ]
+
+
+def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """``python -m rna_hpc.train`` for ``--minutes`` of wall clock; what the run did, from its outputs."""
+    run_dir = out / "train"
+    epochs = max(1, round(args.minutes * args.epochs_per_minute))
+    overrides = [
+        *TRAIN_DEFAULTS,
+        f"trainer.max_time={max_time(args.minutes)}",
+        f"trainer.max_epochs={epochs}",
+        f"data.dir={args.data_dir}",
+        f"hydra.run.dir={run_dir}",
+        f"paths.scratch_dir={out / 'scratch'}",
+        f"paths.shared_dir={out / 'shared'}",
+        "resume=never",
+        *args.overrides,
+    ]
+    cmd = [sys.executable, "-m", "rna_hpc.train", *overrides]
+    seconds = run(cmd, args.threads, out / "train.log")
+    curve = val_curve(run_dir / "csv" / "metrics.csv")
+    best = max(curve, key=lambda r: r["val/tm"])
+    last_epoch = curve[-1]["epoch"]
     return {
-        "seconds": round(time.perf_counter() - start, 1),
-        "steps": int(trainer.global_step),
-        "epochs": int(trainer.current_epoch),
-        "stopped_by": "time" if trainer.current_epoch < cfg.trainer.max_epochs else "max_epochs",
-        "best_val_tm": float(best.best_model_score) if best.best_model_score is not None else None,
-        "best_ckpt": best.best_model_path,
-        "last_val": metrics,
+        "command": " ".join(["python", "-m", "rna_hpc.train", *overrides]),
+        "seconds": round(seconds, 1),
+        "steps": curve[-1]["step"],
+        "epochs": last_epoch + 1,
+        "max_epochs": epochs,
+        "stopped_by": "max_time" if last_epoch + 1 < epochs else "max_epochs",
+        "best_val_tm": best["val/tm"],
+        "best_epoch": best["epoch"],
+        "last_val_tm": curve[-1]["val/tm"],
+        "val_curve": curve,
+        "best_ckpt": str(run_dir / "ckpt" / "best.ckpt"),
     }
 
 
-def predict_and_score(ckpt: str, data_dir: str, candidates: str, out: Path) -> dict[str, Any]:
-    """Predict the validation sequences from ``ckpt`` with ``candidates`` and score them (mean best-of-5)."""
-    from rna_hpc.config import validate as check_predict_config  # noqa: F401
-    from rna_hpc.evaluate import evaluate
-    from rna_hpc.job.predict import predict
+def predict_and_score(ckpt: str, args: argparse.Namespace, candidates: str, out: Path) -> dict[str, Any]:
+    """``rna_hpc.predict`` of the validation sequences with ``candidates``, scored by ``rna_hpc.evaluate``."""
+    data = Path(args.data_dir)
+    predict = [
+        sys.executable,
+        "-m",
+        "rna_hpc.predict",
+        f"ckpt={ckpt}",
+        f"input={data / 'val_sequences.csv'}",
+        f"candidates=[{candidates}]",
+        f"templates_dir={data}" if "template" in candidates else "templates_dir=null",
+        f"hydra.run.dir={out / 'predict'}",
+    ]
+    evaluate = [
+        sys.executable,
+        "-m",
+        "rna_hpc.evaluate",
+        f"predictions={out / 'predict' / 'submission.csv'}",
+        f"labels={data / 'val_labels.csv'}",
+        f"templates_dir={data}",
+        "n_distance_maps=0",
+        f"hydra.run.dir={out / 'eval'}",
+    ]
+    seconds = run(predict, args.threads, out / "predict.log")
+    seconds += run(evaluate, args.threads, out / "evaluate.log")
+    result = json.loads((out / "eval" / "evaluation.json").read_text())
+    return {
+        "candidates": candidates,
+        "seconds": round(seconds, 1),
+        "mean": result["mean"],
+        "n_targets": result["n_targets"],
+        "targets": {t["target_id"]: t for t in result["targets"]},
+        "commands": [" ".join(["python", *c[1:]]) for c in (predict, evaluate)],
+    }
 
-    templates = f"templates_dir={data_dir}" if "template" in candidates else "templates_dir=null"
-    cfg = compose(
-        "predict",
-        [
-            f"ckpt={ckpt}",
-            f"input={Path(data_dir) / 'val_sequences.csv'}",
-            f"candidates=[{candidates}]",
-            templates,
-            f"out_dir={out}",
-        ],
-    )
-    check_predict_config(cfg, "predict")
-    submission = predict(cfg)
-    result = evaluate(submission, Path(data_dir) / "val_labels.csv", out / "eval", templates_dir=data_dir)
-    return {"candidates": candidates, "mean": result["mean"], "n_targets": result["n_targets"]}
+
+def per_target(report: dict[str, Any]) -> list[str]:
+    """Per-target best-of-5 TM-score: model samples, ranked pool and each baseline."""
+    model, ranked = report["model_only"]["targets"], report["ranked"]["targets"]
+    head = f"{'target':<10} {'L':>4} {'model':>6} {'pool':>6} " + " ".join(f"{b:>8}" for b in BASELINES)
+    lines = [head, "-" * len(head)]
+    for tid in sorted(ranked, key=lambda t: ranked[t]["length"]):
+        row = ranked[tid]
+        base = " ".join(f"{row[b]['tm']:8.3f}" if b in row else f"{'':>8}" for b in BASELINES)
+        lines.append(f"{tid:<10} {row['length']:>4} {model[tid]['model']['tm']:6.3f} {row['model']['tm']:6.3f} {base}")
+    return lines
 
 
 def summary(report: dict[str, Any]) -> str:
-    """The figures as a small table."""
+    """The figures as small tables."""
     model_only, ranked = report["model_only"]["mean"], report["ranked"]["mean"]
     rows = [
         ("model samples only", model_only["model"]),
         (f"ranked [{report['ranked']['candidates']}]", ranked["model"]),
     ]
-    rows += [(f"baseline {name}", ranked[name]) for name in ("helix", "ss", "template")]
+    rows += [(f"baseline {name}", ranked[name]) for name in BASELINES if name in ranked]
     lines = [f"{'method':<58} {'TM':>6} {'RMSD':>7}", "-" * 73]
     lines += [f"{name:<58} {m['tm']:6.3f} {m.get('rmsd', float('nan')):7.1f}" for name, m in rows]
     t = report["train"]
+    curve = " ".join(f"{r['epoch']}:{r['val/tm']:.3f}" for r in t["val_curve"])
     lines += [
         "-" * 73,
-        f"budget {report['minutes']} min on {report['threads']} thread(s): {t['steps']} steps, {t['epochs']} epoch(s)"
-        f" (stopped by {t['stopped_by']}, {t['seconds']:.0f} s),"
-        f" best val/tm {t['best_val_tm']:.3f}; config: {' '.join(report['overrides'])}",
+        f"budget {report['minutes']} min on {report['threads']} core(s): {t['steps']} steps, {t['epochs']} epoch(s)"
+        f" (stopped by {t['stopped_by']}, {t['seconds']:.0f} s with start-up); best val/tm {t['best_val_tm']:.3f}"
+        f" at epoch {t['best_epoch']}, last {t['last_val_tm']:.3f}",
+        f"val/tm by epoch: {curve}",
+        f"train: {t['command']}",
+        *(f"       {c}" for c in report["ranked"]["commands"]),
+        "",
+        *per_target(report),
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import torch
+    from rna_hpc.checkpoint.io import atomic_write
 
-    from rna_hpc.config import validate
-    from rna_hpc.evaluation.structure_io import atomic_write
-
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    torch.set_num_threads(args.threads)
     out = Path(args.out).resolve()
-    max_epochs = max(1, round(args.minutes * args.epochs_per_minute))
-    overrides = [
-        *TRAIN_DEFAULTS,
-        f"trainer.max_epochs={max_epochs}",
-        f"data.dir={args.data_dir}",
-        f"paths.shared_dir={out / 'shared'}",
-        *args.overrides,
-    ]
-    cfg = compose("train", overrides)
-    validate(cfg)
-    report: dict[str, Any] = {"minutes": args.minutes, "threads": args.threads, "overrides": overrides}
-    report["train"] = train(cfg, args.minutes, out)
+    report: dict[str, Any] = {"minutes": args.minutes, "threads": args.threads}
+    report["train"] = train(args, out)
     ckpt = report["train"]["best_ckpt"]
-    report["model_only"] = predict_and_score(ckpt, args.data_dir, "model", out / "model_only")
-    report["ranked"] = predict_and_score(ckpt, args.data_dir, args.candidates, out / "ranked")
+    report["model_only"] = predict_and_score(ckpt, args, "model", out / "model_only")
+    report["ranked"] = predict_and_score(ckpt, args, args.candidates, out / "ranked")
     atomic_write(out / "quality.json", json.dumps(report, indent=2) + "\n")
     print(summary(report))
     return 0

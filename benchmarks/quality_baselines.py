@@ -1,6 +1,6 @@
 """Mean best-of-5 TM-score and RMSD of the baselines (helix, ss, template) on the validation split.
 
-    .venv/bin/python benchmarks/quality_baselines.py [--data-dir DIR] [--targets R1107 6E8U_B ...]
+    .venv/bin/python benchmarks/quality_baselines.py [--data-dir DIR] [--targets R1107 ...] [--ensemble boltzmann]
 
 The template baseline searches the train split and never uses the target itself.
 """
@@ -22,7 +22,7 @@ from rna_hpc.evaluation.references import load_references, load_templates
 from rna_hpc.evaluation.report import format_table
 
 
-def run(data_dir: Path, targets: list[str] | None, n_samples: int) -> dict[str, Any]:
+def run(data_dir: Path, targets: list[str] | None, n_samples: int, ensemble: str = "tilt") -> dict[str, Any]:
     """Score every baseline on the val split; returns the result in the layout `format_table` prints."""
     refs = load_references(data_dir / "val_labels.csv")
     templates = load_templates(data_dir)
@@ -38,7 +38,7 @@ def run(data_dir: Path, targets: list[str] | None, n_samples: int) -> dict[str, 
         for name in methods:
             start = time.perf_counter()
             samples = baseline_samples(
-                BASELINES[name], seq, BaselineContext(target_id=tid, templates=templates), n_samples
+                BASELINES[name], seq, BaselineContext(target_id=tid, templates=templates, ensemble=ensemble), n_samples
             )
             seconds[name] += time.perf_counter() - start
             row[name] = {"tm": best_tm(samples, xyz), "rmsd": best_rmsd(samples, xyz)}
@@ -52,8 +52,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     parser.add_argument("--targets", nargs="*", default=None, help="val target ids (default: all)")
     parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--ensemble", default="tilt", help="later ss samples: tilt (MFE, tilted loops) | boltzmann")
     args = parser.parse_args()
-    result = run(args.data_dir, args.targets, args.samples)
+    result = run(args.data_dir, args.targets, args.samples, args.ensemble)
     print(format_table(result))
     print()
     for m in result["methods"]:

@@ -185,11 +185,11 @@ class TrainerConfig:
     strategy: str = "auto"  # rna_hpc picks DDP (gloo on CPU, nccl on GPU) when world size > 1
     max_epochs: int = 10
     max_steps: int = -1
+    max_time: str | None = None  # wall-clock budget "DD:HH:MM:SS" (Lightning's Timer; counts across resumes)
     precision: str = "32-true"
     gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
     deterministic: bool = "${deterministic}"  # follows the top-level `deterministic` (an interpolation)
-    max_time: str | None = None  # wall-clock cap "DD:HH:MM:SS": the run stops, checkpoints and consolidates
     log_every_n_steps: int = 10
     check_val_every_n_epoch: int = 1
     val_check_interval: float | None = None
@@ -227,6 +227,7 @@ class OptimConfig:
     )
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1  # cosine decay to this fraction of lr
+    ema_decay: float = 0.0  # 0: off; else validation, checkpoints and sampling use this moving average of the weights
 
 
 @dataclass
@@ -335,6 +336,7 @@ class PredictConfig:
     n_predictions: int = 5  # structures per target in the submission (the Kaggle layout expects 5)
     candidates: list[str] = field(default_factory=lambda: ["model", "ss_model"])  # ranked together by confidence
     templates_dir: str | None = None  # a Kaggle folder whose train split adds template candidates
+    ss_ensemble: str = "tilt"  # ss variants after the MFE one: tilt (tilted loops) | boltzmann (sampled pairings)
     batch_size: int = 4
     seed: int = 0
     shards: int = 1  # jobs the prediction is split over (with -m: one array of `shards` jobs, merged at the end)

@@ -30,12 +30,15 @@ METRICS = ("val/tm", "val/rmsd", "val/loss", "train/loss")
 # where predict's candidate structures come from (rna_hpc.model.candidates); the template sources need templates_dir
 CANDIDATE_SOURCES = ("model", "model_template", "ss_model", "template", "helix")
 NEEDS_TEMPLATES = ("model_template", "template")
+# how the secondary-structure candidates after the MFE one vary (rna_hpc.evaluation.baselines)
+SS_ENSEMBLES = ("tilt", "boltzmann")
 # Lightning precisions rna_hpc trains with; fp16 AMP Lightning does not run on CPU (it swaps in bf16-mixed)
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 CPU_REFUSED_PRECISIONS = ("16-mixed",)
 _NCCL_VAR = re.compile(r"(TORCH_)?NCCL_[A-Z0-9_]+")
 NCCL_DEBUG_LEVELS = ("VERSION", "WARN", "INFO", "TRACE")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DHMS = re.compile(r"^(\d+):(\d+):(\d+):(\d+)$")
 
 
 def objective_names(objective: object) -> list[str]:
@@ -63,6 +66,17 @@ def _launcher_target(cfg: DictConfig) -> str:
         if HydraConfig.initialized():
             target = OmegaConf.select(HydraConfig.get(), "launcher._target_")
     return str(target or "")
+
+
+def max_time_minutes(value: object) -> float | None:
+    """Minutes of a ``trainer.max_time`` budget ``"DD:HH:MM:SS"`` (None when unset); ValueError when malformed."""
+    if value is None:
+        return None
+    match = _DHMS.match(str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not DD:HH:MM:SS")
+    days, hrs, mins, secs = (int(g) for g in match.groups())
+    return days * 1440.0 + hrs * 60.0 + mins + secs / 60.0
 
 
 def _missing(node: object, prefix: str) -> list[str]:
@@ -194,8 +208,16 @@ def trainer_settings(cfg: DictConfig) -> list[str]:
         problems.append(f"trainer.accelerator: {t.accelerator!r} not in {list(ACCELERATORS)}")
     if t.devices < 1 or t.num_nodes < 1:
         problems.append("trainer.devices / trainer.num_nodes: must be >= 1 (one process per device)")
-    if t.max_epochs < 1 and t.max_steps < 1:
-        problems.append("trainer.max_epochs: set max_epochs or max_steps to a positive budget")
+    try:
+        minutes = max_time_minutes(t.get("max_time"))
+    except ValueError:
+        minutes = None
+        problems.append(f"trainer.max_time: {t.max_time!r} is not a wall-clock budget DD:HH:MM:SS (e.g. 00:00:30:00)")
+    else:
+        if minutes is not None and minutes <= 0:
+            problems.append(f"trainer.max_time: {t.max_time!r} must be a positive duration")
+    if t.max_epochs < 1 and t.max_steps < 1 and not minutes:
+        problems.append("trainer.max_epochs: set max_epochs, max_steps or max_time to a positive budget")
     precision = str(t.precision)
     if precision not in PRECISIONS:
         problems.append(f"trainer.precision: {precision!r} not in {list(PRECISIONS)}")
@@ -242,6 +264,9 @@ def run_settings(cfg: DictConfig) -> list[str]:
         problems.append(
             f"checkpoint.monitor: {_get(cfg, 'checkpoint.monitor')!r} is never logged; choose from {list(METRICS)}"
         )
+    ema = _get(cfg, "optim.ema_decay", 0.0) or 0.0
+    if not 0 <= ema < 1:
+        problems.append(f"optim.ema_decay: must be in [0, 1) (0: off), is {ema}")
     if (_get(cfg, "lr") or 0) <= 0:
         problems.append(f"lr: must be positive, is {_get(cfg, 'lr')}")
     return problems
@@ -276,6 +301,9 @@ def predict_inputs(cfg: DictConfig) -> list[str]:
         problems.append(f"templates_dir: required when candidates include {', '.join(needs)}")
     if templates_dir and not Path(str(templates_dir), "train_labels.csv").is_file():
         problems.append(f"templates_dir: no train_labels.csv in {templates_dir}")
+    ensemble = _get(cfg, "ss_ensemble", "tilt")
+    if ensemble not in SS_ENSEMBLES:
+        problems.append(f"ss_ensemble: {ensemble!r} is not one of {', '.join(SS_ENSEMBLES)}")
     if (_get(cfg, "n_predictions") or 0) < 1:
         problems.append("n_predictions: must be >= 1")
     if _get(cfg, "trainer.devices", 1) != 1 or _get(cfg, "trainer.num_nodes", 1) != 1:

@@ -45,6 +45,27 @@ def mfe_pairs(sequence: str, temperature: float = 37.0, max_bp_span: int = -1) -
     return dot_bracket_partners(structure)
 
 
+def sampled_pairs(
+    sequence: str, n: int, seed: int = 0, temperature: float = 37.0, max_bp_span: int = -1
+) -> list[np.ndarray]:
+    """Up to ``n`` distinct secondary structures ([L] partner arrays) other than the MFE one, drawn from the
+    Boltzmann ensemble by ViennaRNA's non-redundant stochastic backtracking (the same ones for the same ``seed``).
+
+    Fewer come back when the ensemble holds fewer distinct structures (short or unstructured sequences).
+    """
+    if not sequence or n < 1:
+        return []
+    md = _model_details(temperature, max_bp_span)
+    md.uniq_ML = 1  # stochastic backtracking needs the unique multiloop decomposition
+    fc = RNA.fold_compound(sequence, md)
+    mfe_structure, mfe = fc.mfe()
+    fc.exp_params_rescale(mfe)
+    fc.pf()
+    RNA.init_rand(int(seed) & 0x7FFFFFFF)
+    structures = [s for s in fc.pbacktrack(n + 1, RNA.PBACKTRACK_NON_REDUNDANT) if s != mfe_structure]
+    return [dot_bracket_partners(s) for s in structures[:n]]
+
+
 def _pair_matrix(partners: np.ndarray) -> np.ndarray:
     n = len(partners)
     out = np.zeros((n, n), dtype=np.float32)

@@ -1,10 +1,12 @@
 """Budget of a search before it starts: trials x epochs per stage, core-hours and GPU-hours.
 
 A trial's time is ``max_epochs * epoch_seconds * data.fraction`` (read from the stage's overrides, else from the
-composed config); its resources are the launcher's (``nodes`` x ``tasks_per_node`` x ``cpus_per_task`` cores;
+composed config), at most its wall-clock budget ``trainer.max_time`` (which alone gives the estimate without
+``epoch_seconds``); its resources are the launcher's (``nodes`` x ``tasks_per_node`` x ``cpus_per_task`` cores;
 ``gpus_per_node``/``gpus_per_task``/``gres`` GPUs; a GPU trainer without them counts ``trainer.devices`` per node).
 Pruning only shortens trials, so the estimate is an upper bound. A launcher with a time limit (``timeout_min``, as
-Slurm's) also bounds what each trial job can be charged: that bound is printed beside the estimate.
+Slurm's) also bounds what each trial job can be charged: that bound, or ``trainer.max_time`` where it is shorter
+(Lightning's timer counts across requeues), is printed beside the estimate.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rna_hpc.config.validate import max_time_minutes
 from rna_hpc.hpo.errors import SweepConfigError
 from rna_hpc.hpo.space import override_key
 from rna_hpc.launch.resources import job_gpus
 
 EPOCHS_KEY = "trainer.max_epochs"
 FRACTION_KEY = "data.fraction"
+MAX_TIME_KEY = "trainer.max_time"
 
 
 @dataclass
@@ -63,6 +67,7 @@ class BudgetLine:
     limit_core_hours: float | None = None  # every trial job running to the launcher's time limit (and requeues)
     limit_gpu_hours: float | None = None
     trial_minutes: float | None = None  # estimated minutes of one trial
+    max_time_minutes: float | None = None  # the trial's wall-clock budget (trainer.max_time)
 
 
 def _select(cfg: DictConfig, key: str) -> Any:
@@ -117,16 +122,34 @@ def trial_budget(overrides: Sequence[str], cfg: DictConfig) -> tuple[int | None,
         raise SweepConfigError(f"{EPOCHS_KEY} / {FRACTION_KEY}: not a number ({e})") from e
 
 
+def trial_max_time(overrides: Sequence[str], cfg: DictConfig) -> float | None:
+    """Minutes of one trial's ``trainer.max_time`` (overrides first, then the config); None when unset."""
+    value = _override_value(overrides, MAX_TIME_KEY)
+    if value is None:
+        value = _select(cfg, MAX_TIME_KEY)
+    if value in (None, "null", "None"):
+        return None
+    try:
+        return max_time_minutes(value)
+    except ValueError as e:
+        raise SweepConfigError(f"{MAX_TIME_KEY}: not a wall-clock budget DD:HH:MM:SS ({e})") from e
+
+
 def budget_line(
     name: str, trials: int, overrides: Sequence[str], cfg: DictConfig, epoch_seconds: float | None, res: JobResources
 ) -> BudgetLine:
     epochs, fraction = trial_budget(overrides, cfg)
-    line = BudgetLine(name, trials, epochs, fraction, None, None)
-    if res.max_job_minutes:
-        hours = trials * res.max_job_minutes / 60.0
+    max_time = trial_max_time(overrides, cfg)
+    line = BudgetLine(name, trials, epochs, fraction, None, None, max_time_minutes=max_time)
+    limits = [m for m in (res.max_job_minutes, max_time) if m]
+    if limits:
+        hours = trials * min(limits) / 60.0
         line.limit_core_hours, line.limit_gpu_hours = hours * res.cores, hours * res.gpus
     if epoch_seconds is not None and epochs is not None:
         line.trial_minutes = epochs * epoch_seconds * fraction / 60.0
+    if max_time is not None:
+        line.trial_minutes = max_time if line.trial_minutes is None else min(line.trial_minutes, max_time)
+    if line.trial_minutes is not None:
         hours = trials * line.trial_minutes / 60.0
         line.core_hours, line.gpu_hours = hours * res.cores, hours * res.gpus
     return line
@@ -151,7 +174,8 @@ def format_budget(lines: Sequence[BudgetLine], res: JobResources) -> str:
         )
         if b.limit_core_hours is not None:
             cost += f" (at most {hours(b.limit_core_hours)} core-h at the time limits)"
-        rows.append(f"  {b.name:<16} {b.trials:>4} trials x {b.epochs} epochs x data {b.fraction:g}: {cost}")
+        within = f" (max_time {b.max_time_minutes:g} min)" if b.max_time_minutes is not None else ""
+        rows.append(f"  {b.name:<16} {b.trials:>4} trials x {b.epochs} epochs{within} x data {b.fraction:g}: {cost}")
         if res.timeout_min and b.trials and (b.trial_minutes or 0.0) > res.timeout_min:
             rows.append(
                 f"  {'':<16} note: a trial needs ~{b.trial_minutes:.0f} min, above the {res.timeout_min:g} min time"

@@ -8,8 +8,8 @@
   boundary and lets training go on until Slurm's SIGKILL. It replaces Lightning's own SIGTERM handler during the
   fit (which would end the fit and let the task return a partial result) and chains the handler found at setup.
 - ``RandomState()`` (:mod:`rna_hpc.job.random_state`) keeps the global random states in checkpoints.
-- ``ValidateAtMaxSteps()``: a budget of ``trainer.max_steps`` that ends in mid-epoch validates the final weights
-  (Lightning would stop there without a validation, leaving the objective unlogged).
+- ``ValidateAtBudgetEnd()``: a budget of ``trainer.max_steps`` or ``trainer.max_time`` that ends in mid-epoch
+  validates the final weights (Lightning would stop there without a validation, leaving the objective unlogged).
 - :func:`checkpoint_now`: for the launcher's ``checkpoint()`` on submitit's USR2 (timeout): rank 0 saves and
   consolidates before submitit requeues the job.
 """
@@ -313,16 +313,34 @@ def checkpoint_now(trainer: pl.Trainer | None = None) -> Path | None:
     return saver.save_on_rank_zero(trainer) if saver is not None else None
 
 
-class ValidateAtMaxSteps(Callback):
-    """Validate once more when ``trainer.max_steps`` ends training in mid-epoch.
+class ValidateAtBudgetEnd(Callback):
+    """Validate once more when ``trainer.max_steps`` or ``trainer.max_time`` ends training in mid-epoch.
 
-    Lightning stops at ``max_steps`` without validating unless the step ends an epoch; asking the loop to stop at
-    that step makes it validate first (as early stopping does), so the objective and the best checkpoint see the
-    final weights.
+    Lightning stops at ``max_steps`` without validating unless the step ends an epoch, and at ``max_time`` only
+    validates in an epoch that ``check_val_every_n_epoch`` selects. At the last step this asks the loop to stop and
+    lifts the epoch interval, so the loop validates first (as early stopping does): the objective and the best
+    checkpoint see the final weights.
     """
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if 0 < trainer.max_steps <= trainer.global_step:
+        at_max_steps = 0 < trainer.max_steps <= trainer.global_step
+        if at_max_steps or self._time_is_up(trainer):
             trainer.should_stop = True
+            trainer.check_val_every_n_epoch = None  # the stopping step validates whatever the epoch
+
+    @staticmethod
+    def _time_is_up(trainer: pl.Trainer) -> bool:
+        """Whether Lightning's ``max_time`` timer stops training after this step (the same answer on every rank).
+
+        Within a second of the limit counts as up: the timer, which checks after this callback, must not be the
+        first to see it (it would stop without lifting the epoch interval).
+        """
+        from pytorch_lightning.callbacks import Timer
+
+        timers = [c for c in trainer.callbacks if isinstance(c, Timer)]
+        remaining = timers[0].time_remaining() if timers else None
+        if remaining is None:
+            return False
+        return bool(trainer.strategy.broadcast(remaining <= 1.0))

@@ -77,7 +77,9 @@ def predict_targets(cfg: DictConfig, out_dir: Path) -> list[tuple[str, str, np.n
         batch = collate(data.predict_samples(sequences[part]))
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         generator = torch.Generator().manual_seed(int(cfg.seed) * 1_000_003 + b)
-        pools = candidate_pools(module, batch, list(cfg.candidates), n, templates, generator, cfg.seed)
+        pools = candidate_pools(
+            module, batch, list(cfg.candidates), n, templates, generator, cfg.seed, str(cfg.ss_ensemble)
+        )
         for tid, seq, pool in zip(batch["target_id"], batch_sequences(batch), pools, strict=True):
             ranked = rank_candidates(np.stack(pool.coords), pool.names, n, pool.sources)
             models = _pad_to(ranked.coords, n)

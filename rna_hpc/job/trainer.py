@@ -62,7 +62,7 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, log
     ``logged``: the Trainer has a logger, so the learning rate is logged each step (``LearningRateMonitor`` raises
     without one).
     """
-    from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint, ValidateAtMaxSteps
+    from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint, ValidateAtBudgetEnd
     from rna_hpc.job.progress import PlainProgress
     from rna_hpc.job.random_state import RandomState
 
@@ -79,7 +79,7 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, log
         ),
         GracefulPreemption(),
         RandomState(),
-        ValidateAtMaxSteps(),
+        ValidateAtBudgetEnd(),
     ]
     if cfg.checkpoint.every_n_steps or cfg.checkpoint.every_minutes:
         callbacks.append(

@@ -66,15 +66,17 @@ def candidate_pools(
     templates: TemplatePrior | None,
     generator: torch.Generator,
     seed: int = 0,
+    ensemble: str = "tilt",
 ) -> list[Pool]:
-    """A `Pool` per target of ``batch`` with up to ``n`` candidates from each of ``sources``."""
+    """A `Pool` per target of ``batch`` with up to ``n`` candidates from each of ``sources``; ``ensemble`` says how
+    the secondary-structure variants after the first differ (`rna_hpc.evaluation.baselines.ss_pairs`)."""
     sequences = batch_sequences(batch)
     pools = [Pool() for _ in sequences]
     for source in sources:
         if source in NEEDS_TEMPLATES and templates is None:
             raise ValueError(f"candidate source {source!r} needs a template index")
         if source == "model":
-            samples = model_samples(module, batch, sequences, n, generator, seed)
+            samples = model_samples(module, batch, sequences, n, generator, seed, ensemble)
             for b, seq in enumerate(sequences):
                 pools[b].add(source, samples[b, :, : len(seq)])
         elif source == "model_template":
@@ -86,7 +88,7 @@ def candidate_pools(
                     pools[b].add(source, samples[b, :, : len(seq)])
         else:
             for b, (tid, seq) in enumerate(zip(batch["target_id"], sequences, strict=True)):
-                pools[b].add(source, _baseline(source, str(tid), seq, n, templates, seed))
+                pools[b].add(source, _baseline(source, str(tid), seq, n, templates, seed, ensemble))
     return pools
 
 
@@ -97,29 +99,33 @@ def model_samples(
     n: int,
     generator: torch.Generator,
     seed: int = 0,
+    ensemble: str = "tilt",
 ) -> np.ndarray:
     """[B, n, L, 3] diffusion samples. With the secondary-structure prior, sample k refines variant k of it (0: the
-    prior itself, then loops and stems tilted at random, as the ``ss_model`` candidates), so the samples differ in
-    their overall fold as well as in detail; with another prior all n samples refine that one."""
+    prior itself, then loops and stems tilted at random or, with ``ensemble="boltzmann"``, other pairings sampled
+    from the Boltzmann ensemble, as the ``ss_model`` candidates), so the samples differ in their overall fold as well
+    as in detail; with another prior all n samples refine that one."""
     if module.net.config.generator.prior != "ss_model" or "prior_coords" in batch:
         return module.predict_coords(batch, n_samples=n, generator=generator).cpu().numpy()
     out = []
     for k in range(n):
         prior = torch.zeros(*batch["seq"].shape, 3, device=batch["seq"].device)
         for b, seq in enumerate(sequences):
-            xyz = ss_baseline(seq, BaselineContext(sample=k, seed=seed))
+            xyz = ss_baseline(seq, BaselineContext(sample=k, seed=seed, ensemble=ensemble))
             prior[b, : len(seq)] = torch.as_tensor(xyz, dtype=torch.float32)
         batch_k = batch | {"prior_coords": prior}
         out.append(module.predict_coords(batch_k, n_samples=1, generator=generator).cpu().numpy())
     return np.concatenate(out, axis=1)
 
 
-def _baseline(source: str, target_id: str, seq: str, n: int, templates: TemplatePrior | None, seed: int) -> list:
-    context = BaselineContext(seed=seed)
+def _baseline(
+    source: str, target_id: str, seq: str, n: int, templates: TemplatePrior | None, seed: int, ensemble: str
+) -> list:
+    context = BaselineContext(seed=seed, ensemble=ensemble)
     if source == "ss_model":
         return list(baseline_samples(ss_baseline, seq, context, n))
     if source == "helix":
         return [helix_baseline(seq, context)]
     if source == "template":
-        return templates.index.predict(seq, n, prior=ss_baseline(seq, context))
+        return templates.index.predict(seq, n, prior=ss_baseline(seq, BaselineContext(seed=seed)))
     raise ValueError(f"unknown candidate source {source!r} (known: {', '.join(SOURCES)})")

@@ -66,6 +66,9 @@ class RNA3DModule(pl.LightningModule):
         self.lora_enabled = bool(self.lora_cfg["enabled"])
         apply_lora(self.net, self.lora_cfg)
         self.strict_loading = not self.lora_enabled  # LoRA checkpoints hold trainable weights only
+        self.ema_decay = float(self.optim_cfg.get("ema_decay", 0.0) or 0.0)
+        self._ema: dict[str, Tensor] | None = None  # moving average of the trainable weights (ema_decay > 0)
+        self._raw: dict[str, Tensor] | None = None  # the trained weights while the average is swapped in
 
     def _load_base(self, path: str) -> None:
         """Full base weights from ``path`` into the plain network, before any adapter exists."""
@@ -107,6 +110,43 @@ class RNA3DModule(pl.LightningModule):
             n = len(scores["tm"])
             for name, values in scores.items():
                 self.log(f"val/{name}", float(np.mean(values)), batch_size=n, sync_dist=True, prog_bar=name == "tm")
+
+    # -- moving average of the weights (optim.ema_decay) -------------------------------------------------------
+    #
+    # Validation runs on the average, and a checkpoint's `state_dict` holds it, so `val/tm`, the best checkpoint and
+    # prediction from it all use the averaged weights. The trained weights go to `rna_hpc.trained` (trainable ones
+    # only, so LoRA checkpoints stay adapter-sized), and a resumed fit continues from them.
+
+    def _trainable(self) -> dict[str, Tensor]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema_decay <= 0:
+            return
+        with torch.no_grad():
+            params = self._trainable()
+            if self._ema is None:
+                self._ema = {n: p.detach().clone() for n, p in params.items()}
+                return
+            for n, p in params.items():
+                self._ema[n].lerp_(p.detach(), 1.0 - self.ema_decay)
+
+    def on_validation_start(self) -> None:
+        if self._ema is None or self._raw is not None:
+            return
+        with torch.no_grad():
+            params = self._trainable()
+            self._raw = {n: p.detach().clone() for n, p in params.items()}
+            for n, p in params.items():
+                p.copy_(self._ema[n])
+
+    def on_validation_end(self) -> None:
+        if self._raw is None:
+            return
+        with torch.no_grad():
+            for n, p in self._trainable().items():
+                p.copy_(self._raw[n])
+        self._raw = None
 
     def configure_optimizers(self) -> dict:
         params = [p for p in self.parameters() if p.requires_grad]
@@ -164,6 +204,12 @@ class RNA3DModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         keys = trainable_names(self)
         checkpoint["rna_hpc"] = {"format": 1, "model": self.model_cfg, "lora": self.lora_cfg, "trainable_keys": keys}
+        if self._ema is not None:
+            state = checkpoint["state_dict"]
+            trained = self._raw if self._raw is not None else state  # saved inside validation: the average is in
+            checkpoint["rna_hpc"]["trained"] = {n: trained[n].detach().clone() for n in self._ema if n in state}
+            for n in checkpoint["rna_hpc"]["trained"]:
+                state[n] = self._ema[n].detach().clone()
         if self.lora_enabled:
             keep = set(keys)
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
@@ -171,6 +217,11 @@ class RNA3DModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         restore_weights(self, checkpoint)
+        trained = (checkpoint.get("rna_hpc") or {}).get("trained")
+        if trained is not None:
+            if self.ema_decay > 0:
+                self._ema = {n: checkpoint["state_dict"][n].detach().clone().to(self.device) for n in trained}
+            checkpoint["state_dict"].update(trained)  # Lightning loads it after this hook: training goes on from it
 
 
 def make_optimizer(spec: Any, params: list) -> torch.optim.Optimizer:

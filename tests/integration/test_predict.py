@@ -75,6 +75,10 @@ def test_predict_config_errors_are_one_line(checkpoint: Path, inputs: Path, tmp_
         "rna_hpc.predict", f"ckpt={checkpoint}", f"input={inputs}", "candidates=[magic]", f"hydra.run.dir={tmp_path}"
     )
     assert proc.returncode == 2 and "candidates: ['magic']" in proc.stderr
+    proc = run(
+        "rna_hpc.predict", f"ckpt={checkpoint}", f"input={inputs}", "ss_ensemble=mfe", f"hydra.run.dir={tmp_path}"
+    )
+    assert proc.returncode == 2 and "ss_ensemble: 'mfe' is not one of tilt, boltzmann" in proc.stderr
 
 
 def test_prediction_sharded_over_jobs_equals_one_job(checkpoint: Path, inputs: Path, tmp_path: Path) -> None:

@@ -115,6 +115,32 @@ def test_a_run_below_the_helix_baseline_fails(tmp_path: Path, rna3d_dir: Path, c
     assert error["type"] == "TrainingFailed" and "helix" in error["message"]
 
 
+def test_max_time_stops_a_run_in_mid_epoch_and_the_objective_is_logged(
+    tmp_path: Path, rna3d_dir: Path, cache_dir: Path
+) -> None:
+    # 1000 epochs of 14 steps, validation only every 1000 epochs: only the wall clock can end this run, in mid-epoch,
+    # and only the stop itself can validate it
+    run = tmp_path / "timed"
+    proc = run_train(
+        run,
+        rna3d_dir,
+        cache_dir,
+        "data.fraction=0.05",
+        "trainer.max_epochs=1000",
+        "trainer.check_val_every_n_epoch=1000",
+        "trainer.limit_val_batches=1",
+        "trainer.max_time=00:00:00:15",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = metric_rows(run)
+    steps = [int(r["step"]) for r in rows if r.get("train/loss")]
+    tm = series(rows, "val/tm")
+    assert len(tm) == 1 and 0.0 < tm[0] <= 1.0, tm  # the validation at the stop
+    assert steps and max(int(float(r["epoch"])) for r in rows if r.get("epoch")) < 999
+    assert f"val/tm = {tm[0]:.4f}" in proc.stdout + proc.stderr  # the objective, as the job logs it
+    assert (run / "ckpt" / "best.ckpt").is_file()
+
+
 def test_two_real_targets_are_overfitted(tmp_path: Path, rna3d_dir: Path, cache_dir: Path) -> None:
     run = train(
         tmp_path / "overfit",

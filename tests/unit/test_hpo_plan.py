@@ -204,6 +204,24 @@ def test_budget_lines_and_refusal() -> None:
     assert [budget.hours(h) for h in (0, 0.00123, 0.5, 3.456, 1234.5)] == ["0", "0.0012", "0.5", "3.46", "1234"]
 
 
+def test_max_time_caps_the_estimate_and_the_time_limit_bound() -> None:
+    cfg = _cfg({"gpus_per_node": 2, "timeout_min": 60}, {"max_epochs": 10, "max_time": "00:00:30:00"})
+    res = budget.job_resources(cfg)
+    capped = budget.budget_line("s", 4, [], cfg, 600.0, res)  # 10 epochs x 10 min, but 30 min of wall clock
+    assert (capped.trial_minutes, capped.gpu_hours) == (30.0, pytest.approx(4 * 0.5 * 2))
+    assert capped.limit_gpu_hours == pytest.approx(4 * 0.5 * 2)  # max_time is shorter than the 60 min time limit
+    short = budget.budget_line("s", 4, ["trainer.max_time=00:00:10:00"], cfg, 60.0, res)  # 10 epochs x 1 min
+    assert short.trial_minutes == pytest.approx(10.0) and short.max_time_minutes == 10.0
+    no_seconds = budget.budget_line("s", 4, ["trainer.max_time=00:02:00:00"], cfg, None, res)
+    assert no_seconds.trial_minutes == 120.0 and no_seconds.limit_gpu_hours == pytest.approx(4 * 1.0 * 2)
+    assert "4 trials x 10 epochs (max_time 30 min) x data 1: 2.00 core-h, 4.00 GPU-h" in budget.format_budget(
+        [capped], res
+    )
+    budget.check_budget([no_seconds], max_gpu_hours=20.0, allow_over_budget=False)  # 16 GPU-h from max_time
+    with pytest.raises(ConfigError, match="trainer.max_time: not a wall-clock budget"):
+        budget.budget_line("s", 1, ["trainer.max_time=30min"], cfg, None, res)
+
+
 def test_best_params_yaml_is_a_global_package_config() -> None:
     text = best_params_yaml({"model": "base", "lr": 0.001, "loss.lddt": 0.25}, {"model", "data"}, "best: #3")
     assert text.startswith("# @package _global_\n# best: #3\n")

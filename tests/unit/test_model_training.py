@@ -234,3 +234,32 @@ def test_predictions_can_carry_the_prior_as_the_last_candidate() -> None:
         coords = module.predict_coords(BATCHES[0], n, include_prior=True)
         assert coords.shape == (2, n, 16, 3)
         torch.testing.assert_close(coords[:, -1], prior)
+
+
+def test_ema_weights_validate_fill_the_checkpoint_and_keep_lora_checkpoints_trainable_only(
+    pretrained, tmp_path: Path
+) -> None:
+    _, base_path = pretrained
+    model = TINY | {"init_from": str(base_path)}
+    module = RNA3DModule(model=model, lora=LORA, loss={}, optim=OPTIM | {"ema_decay": 0.5})
+    fit = trainer(tmp_path, epochs=2)
+    fit.fit(module, train_dataloaders=loader(), val_dataloaders=loader())
+    assert "val/tm" in fit.callback_metrics
+    path = tmp_path / "ema.ckpt"
+    fit.save_checkpoint(path, weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    state, trained = ckpt["state_dict"], ckpt["rna_hpc"]["trained"]
+    assert set(trained) == set(state) == set(ckpt["rna_hpc"]["trainable_keys"])  # adapters and saved stages only
+    params = dict(module.named_parameters())
+    for name in state:
+        torch.testing.assert_close(state[name], module._ema[name])  # the checkpoint holds the average
+        torch.testing.assert_close(trained[name], params[name].detach())  # and the trained weights beside it
+    assert any(not torch.equal(state[n], trained[n]) for n in state)
+    rebuilt = dict(build_module_from_checkpoint(path).named_parameters())
+    for name in state:
+        torch.testing.assert_close(rebuilt[name].detach(), state[name])  # prediction samples from the average
+
+    resumed = RNA3DModule(model=model, lora=LORA, loss={}, optim=OPTIM | {"ema_decay": 0.5})
+    again = trainer(tmp_path, epochs=3)
+    again.fit(resumed, train_dataloaders=loader(), val_dataloaders=loader(), ckpt_path=path, weights_only=True)
+    assert again.global_step == 6 and set(resumed._ema) == set(state)

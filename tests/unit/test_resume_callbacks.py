@@ -22,7 +22,7 @@ from rna_hpc.job.callbacks import (
     ConsolidateCallback,
     GracefulPreemption,
     PeriodicCheckpoint,
-    ValidateAtMaxSteps,
+    ValidateAtBudgetEnd,
     checkpoint_now,
 )
 from rna_hpc.job.random_state import RandomState
@@ -266,7 +266,7 @@ class ValidatedMLP(TinyMLP):
 def test_a_step_budget_ending_in_mid_epoch_validates_the_final_weights(
     tmp_path: Path, validate_at_max_steps: bool
 ) -> None:
-    callbacks = [ValidateAtMaxSteps()] if validate_at_max_steps else []
+    callbacks = [ValidateAtBudgetEnd()] if validate_at_max_steps else []
     trainer = _trainer(tmp_path, callbacks, max_steps=6, num_sanity_val_steps=0)  # 16 batches per epoch
     trainer.fit(ValidatedMLP(), train_dataloaders=_loader(), val_dataloaders=_loader())
     assert trainer.global_step == 6
