@@ -22,8 +22,27 @@ from rna_hpc.errors import CheckpointError, ConfigError
 log = logging.getLogger(__name__)
 
 RESUME_POLICIES = ("auto", "never", "ignore_config_change")
+# the config subtrees a checkpoint stores (RNA3DModule) and resume compares: one list for both
+SHAPE_SUBTREES = ("model", "lora", "data.featurizer")
 SHAPE_DEFINING = ("model.", "lora.enabled", "lora.r", "lora.target_modules", "data.featurizer.")
 NOT_SHAPE_DEFINING = ("model.init_from",)
+
+
+def shape_config(cfg: Any) -> dict[str, Any]:
+    """The ``SHAPE_SUBTREES`` of a composed config as one nested plain dict (``{"model": ..., "data": {...}}``)."""
+    from omegaconf import OmegaConf
+
+    out: dict[str, Any] = {}
+    for key in SHAPE_SUBTREES:
+        node = OmegaConf.select(cfg, key)
+        if node is None:
+            continue
+        *parents, leaf = key.split(".")
+        target = out
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return out
 
 
 def _newest_first(paths: list[Path]) -> list[Path]:

@@ -22,7 +22,7 @@ from rna_hpc.config.validate import objective_names
 from rna_hpc.errors import ConfigError, TrainingFailed
 from rna_hpc.job.devices import assign_device
 from rna_hpc.job.lineage import apply_determinism, log_training_run
-from rna_hpc.job.resume import check_config_compatible, find_resume_checkpoint
+from rna_hpc.job.resume import check_config_compatible, find_resume_checkpoint, shape_config
 from rna_hpc.job.trainer import build_trainer
 from rna_hpc.launch.env import JobContext, check_requeue_limit, check_world_size, export_torch_distributed_env
 from rna_hpc.launch.identity import RunIdentity
@@ -38,12 +38,14 @@ def build_module(cfg: DictConfig) -> pl.LightningModule:
     def plain(node: DictConfig) -> dict:
         return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
 
+    shape = {k: v for k, v in shape_config(cfg).items() if k not in ("model", "lora")}
     return RNA3DModule(
         model=plain(cfg.model),
         lora=plain(cfg.lora),
         loss=plain(cfg.loss),
         optim=plain(cfg.optim),
         objective=plain(cfg.objective) if OmegaConf.is_list(cfg.objective) else cfg.objective,
+        shape=shape,
     )
 
 
@@ -66,8 +68,7 @@ def resume_point(cfg: DictConfig, identity: RunIdentity) -> str | None:
     from rna_hpc.checkpoint.torch_load import safe_torch_load
 
     checkpoint = safe_torch_load(ckpt)
-    current = {"model": OmegaConf.to_container(cfg.model, resolve=True), "lora": OmegaConf.to_container(cfg.lora)}
-    check_config_compatible(checkpoint.get("rna_hpc", {}), current, cfg.resume)
+    check_config_compatible(checkpoint.get("rna_hpc", {}), shape_config(cfg), cfg.resume)
     log.info("resuming from %s (step %s)", ckpt, checkpoint.get("global_step"))
     return str(ckpt)
 

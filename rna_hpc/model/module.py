@@ -50,15 +50,17 @@ class RNA3DModule(pl.LightningModule):
         loss: Any = None,
         optim: Any = None,
         objective: Any = "val/tm",
+        shape: Any = None,
     ) -> None:
         super().__init__()
+        self.shape_cfg = plain(shape or {})  # the other shape-defining subtrees (data.featurizer), for resume checks
         self.model_cfg = plain(model_config(model))
         self.lora_cfg = plain(lora_config(lora))
         self.loss_cfg, self.optim_cfg = plain(loss or {}), plain(optim or {})
         self.objective = objective
         self.save_hyperparameters(
             {"model": self.model_cfg, "lora": self.lora_cfg, "loss": self.loss_cfg, "optim": self.optim_cfg}
-            | {"objective": objective}
+            | {"objective": objective, "shape": self.shape_cfg}
         )
         self.net = build_network(self.model_cfg)
         if self.model_cfg.get("init_from"):
@@ -203,7 +205,13 @@ class RNA3DModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         keys = trainable_names(self)
-        checkpoint["rna_hpc"] = {"format": 1, "model": self.model_cfg, "lora": self.lora_cfg, "trainable_keys": keys}
+        checkpoint["rna_hpc"] = {
+            "format": 1,
+            **self.shape_cfg,
+            "model": self.model_cfg,
+            "lora": self.lora_cfg,
+            "trainable_keys": keys,
+        }
         if self._ema is not None:
             state = checkpoint["state_dict"]
             trained = self._raw if self._raw is not None else state  # saved inside validation: the average is in

@@ -132,3 +132,24 @@ def test_config_changes_that_keep_shapes_or_are_accepted(caplog) -> None:
     assert "model.trunk.c_z: checkpoint 32, config 8" in caplog.text
     with pytest.raises(ConfigError, match="resume: 'sometimes' is not one of auto, never, ignore_config_change"):
         check_config_compatible(SAVED, SAVED, "sometimes")
+
+
+def test_a_changed_featurizer_is_refused_from_what_the_checkpoint_stores(tmp_path) -> None:
+    """The checkpoint stores every subtree resume compares (``SHAPE_SUBTREES``): data.featurizer too."""
+    from hydra import compose, initialize_config_dir
+
+    from rna_hpc.config import CONFIG_DIR
+    from rna_hpc.job.resume import SHAPE_SUBTREES, shape_config
+    from rna_hpc.job.run import build_module
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["model=tiny"])
+        changed = compose("train", overrides=["model=tiny", "data.featurizer.temperature=25.0"])
+    checkpoint = {"state_dict": {}}
+    build_module(cfg).on_save_checkpoint(checkpoint)
+    stored = checkpoint["rna_hpc"]
+    assert {k.split(".")[0] for k in SHAPE_SUBTREES} <= set(stored)
+    assert stored["data"]["featurizer"] == shape_config(cfg)["data"]["featurizer"]
+    check_config_compatible(stored, shape_config(cfg), "auto")  # the same config resumes
+    with pytest.raises(ConfigError, match=r"data\.featurizer\.temperature: checkpoint 37\.0, config 25\.0"):
+        check_config_compatible(stored, shape_config(changed), "auto")
