@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,13 @@ def inputs(tmp_path_factory, rna3d_dir: Path) -> Path:
         writer.writerow(["target_id", "sequence"])
         writer.writerows((t, seqs[t]) for t in TARGETS)
     return path
+
+
+def assert_merged_equals_one_job(merged: Path, one: Path, shards: int) -> None:
+    """A sharded prediction's merged results are byte for byte what one job wrote, with a manifest of them all."""
+    assert (merged / "submission.csv").read_bytes() == (one / "submission.csv").read_bytes()
+    for tid in TARGETS:
+        assert (merged / "pdb" / f"{tid}.pdb").read_bytes() == (one / "pdb" / f"{tid}.pdb").read_bytes()
+    manifest = json.loads((merged / "manifest.json").read_text())
+    assert sorted(manifest["artifacts"]) == ["pdb/" + f"{t}.pdb" for t in sorted(TARGETS)] + ["submission.csv"]
+    assert len(list((merged / "shards").glob(f"part-*-of-{shards:05d}.csv"))) == shards

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import gemmi
-from predicting import TARGETS, run
+from predicting import TARGETS, assert_merged_equals_one_job, run
 
 from rna_hpc.evaluation.structure_io import read_sequences, read_submission
 
@@ -90,10 +90,4 @@ def test_prediction_sharded_over_jobs_equals_one_job(checkpoint: Path, inputs: P
     sharded = run("rna_hpc.predict", "-m", "hydra/launcher=local", *common, "shards=3", f"hydra.sweep.dir={sweep}")
     assert sharded.returncode == 0, sharded.stdout[-2000:] + sharded.stderr[-3000:]
     assert "rna_hpc: 3 job(s) in 1 submission(s) to local" in sharded.stdout
-    merged = sweep / "results"
-    assert (merged / "submission.csv").read_bytes() == (tmp_path / "one" / "submission.csv").read_bytes()
-    for tid in TARGETS:
-        assert (merged / "pdb" / f"{tid}.pdb").read_bytes() == (tmp_path / "one" / "pdb" / f"{tid}.pdb").read_bytes()
-    manifest = json.loads((merged / "manifest.json").read_text())
-    assert sorted(manifest["artifacts"]) == ["pdb/" + f"{t}.pdb" for t in sorted(TARGETS)] + ["submission.csv"]
-    assert len(list((merged / "shards").glob("part-*-of-00003.csv"))) == 3
+    assert_merged_equals_one_job(sweep / "results", tmp_path / "one", shards=3)

@@ -3,12 +3,11 @@ submission, PDB files and manifest equal what one job on this machine writes."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from predicting import TARGETS, run
+from predicting import assert_merged_equals_one_job, run
 
 pytestmark = pytest.mark.slurm
 
@@ -37,11 +36,6 @@ def test_sharded_prediction_on_slurm_equals_one_local_job(
     )
     assert sharded.returncode == 0, sharded.stdout[-2000:] + sharded.stderr[-3000:]
     assert "rna_hpc: 3 job(s) in 1 submission(s) to slurm" in sharded.stdout
-    merged = sweep / "results"
-    assert (merged / "submission.csv").read_bytes() == (tmp_path / "one" / "submission.csv").read_bytes()
-    for tid in TARGETS:
-        assert (merged / "pdb" / f"{tid}.pdb").read_bytes() == (tmp_path / "one" / "pdb" / f"{tid}.pdb").read_bytes()
-    manifest = json.loads((merged / "manifest.json").read_text())
-    assert "submission.csv" in manifest["artifacts"]
+    assert_merged_equals_one_job(sweep / "results", tmp_path / "one", shards=3)
     states = wait_final(tmp_path, 3)
     assert sorted(states.values()) == ["COMPLETED"] * 3 and len({j.split("_")[0] for j in states}) == 1  # one array
