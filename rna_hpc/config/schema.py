@@ -189,7 +189,7 @@ class TrainerConfig:
     precision: str = "32-true"
     gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
-    deterministic: bool = "${deterministic}"  # follows the top-level `deterministic` (an interpolation)
+    deterministic: bool = False  # conf/train.yaml: follows the top-level `deterministic`
     log_every_n_steps: int = 10
     check_val_every_n_epoch: int = 1
     val_check_interval: float | None = None
