@@ -93,6 +93,6 @@ def test_cli_errors_are_one_line(tmp_path: Path, rna3d_dir: Path) -> None:
         cwd=REPO,
     )
     assert proc.returncode == 2
-    assert "absent.csv: file not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"predictions: no such file: {tmp_path / 'absent.csv'}" in proc.stderr and "Traceback" not in proc.stderr
     proc = _cli(f"hydra.run.dir={tmp_path}", cwd=REPO)
-    assert proc.returncode == 2 and "predictions: required" in proc.stderr
+    assert proc.returncode == 2 and "predictions: missing value (set it on the command line" in proc.stderr
