@@ -75,7 +75,8 @@ class StagedOptunaSweeperImpl(Sweeper):
         only = self._only_stage(search)
         self._check_budget(search, only)
         self._validate_compositions(search)
-        for where in dict.fromkeys([search.sweep_dir, search.results_dir]):  # for rna-hpc-status and --dashboard
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
+        for where in dict.fromkeys([sweep_dir, search.results_dir]):  # for rna-hpc-status and --dashboard
             write_storage_record(where, search.spec, search.name)
         search.tracker = tracking.make_tracker(self.s.get("mlflow"), search.results_dir, search.name)
         jobs = itertools.count(resume.next_job_num(self._existing_studies(search)))
