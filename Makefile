@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 DEMO ?= outputs/demo
+# Hydra's launcher test suites (LauncherTestSuite, IntegrationTestSuite) run in a pytest session of their own, as in
+# Hydra's plugin repositories: they rely on Hydra's process-wide state being fresh
+CONTRACT_TESTS := tests/integration/test_hydra_launcher_contract.py tests/slurm/test_hydra_launcher_contract_slurm.py
 
 .DEFAULT_GOAL := help
 
@@ -40,13 +43,15 @@ params: install ## Recompose params.yaml from conf/ as `dvc exp run` does (commi
 
 test: install db-up ## The whole test suite (unit, integration, real data, real Slurm: starts the local cluster)
 	SLURM_LOCAL_NODES=2 SLURM_LOCAL_GPUS=2 bash slurm/start.sh
-	$(PYTEST) tests -m "not gpu"
+	$(PYTEST) tests -m "not gpu" $(foreach t,$(CONTRACT_TESTS),--ignore=$(t))
+	$(PYTEST) $(CONTRACT_TESTS)
 
 test-fast: install db-up ## Everything but the Slurm layer, the slow and the GPU tests
 	$(PYTEST) tests -m "not slurm and not slow and not gpu"
 
 test-slurm: install slurm-up db-up ## Only the tests against the real local Slurm
-	$(PYTEST) tests -m "slurm and not gpu"
+	$(PYTEST) tests -m "slurm and not gpu" --ignore=tests/slurm/test_hydra_launcher_contract_slurm.py
+	$(PYTEST) tests/slurm/test_hydra_launcher_contract_slurm.py
 
 test-gpu: install ## Only the tests that need a real CUDA GPU (benchmarks/gpu_check.sh runs them on a GPU machine)
 	$(PYTEST) tests -m gpu
