@@ -118,8 +118,8 @@ class RnaHpcLauncherBase:
         if rank != 0:
             self._quiet_rank(rank)
         ret = super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)  # type: ignore[misc]
-        if ret.status is JobStatus.FAILED:
-            ret.return_value  # noqa: B018 - raises the task's own error
+        if ret.status is JobStatus.FAILED:  # (not ret.return_value: Hydra would print the overrides, secrets included)
+            raise compat.returned_value(ret)
         return ret
 
     def _quiet_rank(self, rank: int) -> None:

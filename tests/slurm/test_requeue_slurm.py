@@ -247,7 +247,7 @@ def test_a_job_preempted_more_often_than_allowed_stops_and_keeps_its_checkpoints
     limit = "requeued 2 times by preemption or scontrol requeue (hydra.launcher.max_num_preemptions=1)"
     assert limit in error["message"]
     assert "1 of 1 job(s) failed" in out and saved >= EVERY and verify_manifest(sweep.shared_dir) == []
-    assert list(wait_final(tmp_path, 1).values()) == ["COMPLETED"]  # the error is its result: no further attempt
+    assert list(wait_final(tmp_path, 1).values()) == ["FAILED"]  # Slurm sees the failure; no further attempt
     first_job = sweep.job_id
     again = start_sweep(  # the same sweep dir, a higher limit: the run goes on from its checkpoints
         tmp_path,

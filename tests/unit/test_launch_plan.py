@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import cloudpickle
 import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -83,7 +84,7 @@ def test_the_loader_travels_without_its_compositions(loader_and_master) -> None:
     fast = SweepConfigLoader(loader)
     fast.load_sweep_config(master, ["lr=1e-4"])
     assert fast._composed and fast.composer(master).bases
-    copy = pickle.loads(pickle.dumps(fast))
+    copy = pickle.loads(cloudpickle.dumps(fast))  # as submitit pickles the launcher
     assert copy._composed == {} and copy._composer is None and copy.on_node and not fast.on_node
 
 
