@@ -284,13 +284,19 @@ def launcher_settings(cfg: DictConfig) -> list[str]:
     return []
 
 
-def predict_inputs(cfg: DictConfig) -> list[str]:
-    """The checkpoint and input exist; candidate sources are known and have the templates they need."""
+def _absent_files(cfg: DictConfig, keys: dict[str, str]) -> list[str]:
+    """``key: no such <what>: <path>`` for each set key (``{key: what}``) whose file does not exist."""
     problems = []
-    for key, what in (("ckpt", "checkpoint"), ("input", "file")):
+    for key, what in keys.items():
         value = _get(cfg, key)
         if value is not None and value != "???" and not Path(str(value)).is_file():
             problems.append(f"{key}: no such {what}: {value}")
+    return problems
+
+
+def predict_inputs(cfg: DictConfig) -> list[str]:
+    """The checkpoint and input exist; candidate sources are known and have the templates they need."""
+    problems = _absent_files(cfg, {"ckpt": "checkpoint", "input": "file"})
     candidates = list(_get(cfg, "candidates") or [])
     unknown = [c for c in candidates if c not in CANDIDATE_SOURCES]
     if unknown or not candidates:
@@ -320,12 +326,7 @@ def predict_inputs(cfg: DictConfig) -> list[str]:
 
 def evaluate_inputs(cfg: DictConfig) -> list[str]:
     """The predictions and labels files exist."""
-    problems = []
-    for key in ("predictions", "labels"):
-        value = _get(cfg, key)
-        if value is not None and value != "???" and not Path(str(value)).is_file():
-            problems.append(f"{key}: no such file: {value}")
-    return problems
+    return _absent_files(cfg, {"predictions": "file", "labels": "file"})
 
 
 RULES: tuple[Rule, ...] = (
