@@ -50,14 +50,15 @@ def time_to_queue(cmd: list[str], cwd: Path, name: str, n: int, timeout: float =
     """Seconds until ``n`` tasks named ``name`` are queued; the command is stopped then (or ends by itself)."""
     start = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
+    log = cwd / f"{name}.log"  # a file, not a pipe: a thousand lines of output must never block the command
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         while queued(name) < n:
             if time.perf_counter() - start > timeout:
                 raise SystemExit(f"{name}: not all {n} tasks queued after {timeout} s")
             if proc.poll() is not None and queued(name) < n:
-                raise SystemExit(f"{name}: the command ended (rc {proc.returncode}):\n{proc.stdout.read()[-3000:]}")
+                raise SystemExit(f"{name}: the command ended (rc {proc.returncode}):\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
         return time.perf_counter() - start
     finally:

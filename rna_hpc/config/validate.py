@@ -16,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from rna_hpc import compat
 from rna_hpc.errors import ConfigError
 
 Rule = Callable[[DictConfig], list[str]]
@@ -79,19 +80,9 @@ def max_time_minutes(value: object) -> float | None:
     return days * 1440.0 + hrs * 60.0 + mins + secs / 60.0
 
 
-def _missing(node: object, prefix: str) -> list[str]:
-    if isinstance(node, dict):
-        return [k for key, v in node.items() for k in _missing(v, f"{prefix}{key}.")]
-    if isinstance(node, list):
-        return [k for i, v in enumerate(node) for k in _missing(v, f"{prefix}{i}.")]
-    return [prefix[:-1]] if node == "???" else []
-
-
 def missing_values(cfg: DictConfig) -> list[str]:
     """Every ``???`` left in the composed config (outside ``hydra``), found without resolving interpolations."""
-    body = OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
-    body.pop("hydra", None)
-    return [f"{k}: missing value (set it on the command line: {k}=...)" for k in _missing(body, "")]
+    return [f"{k}: missing value (set it on the command line: {k}=...)" for k in compat.missing_keys(cfg, ("hydra",))]
 
 
 def model_problems(m: object) -> list[str]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import time
-import traceback
 
 import pytorch_lightning as pl
 import torch
@@ -24,7 +22,8 @@ from rna_hpc.job.devices import assign_device
 from rna_hpc.job.lineage import apply_determinism, log_training_run
 from rna_hpc.job.resume import check_config_compatible, find_resume_checkpoint, shape_config
 from rna_hpc.job.trainer import build_trainer
-from rna_hpc.launch.env import JobContext, check_requeue_limit, check_world_size, export_torch_distributed_env
+from rna_hpc.launch.env import JobContext, check_world_size, export_torch_distributed_env
+from rna_hpc.launch.failure import record_failure
 from rna_hpc.launch.identity import RunIdentity
 from rna_hpc.launch.resources import GPU_ACCELERATORS
 
@@ -121,30 +120,6 @@ def check_above_helix(trainer: pl.Trainer, cfg: DictConfig) -> None:
         )
 
 
-def record_failure(err: BaseException, identity: RunIdentity, ctx: JobContext) -> None:
-    """Rank 0 leaves ``error.json`` on shared storage: what failed, where, and which log to read."""
-    from rna_hpc.checkpoint.io import atomic_write_json
-    from rna_hpc.checkpoint.redact import redact
-
-    log_files = sorted(str(p) for p in identity.run_dir.glob("*.log"))
-    record = {
-        "run_id": identity.run_id,
-        "type": type(err).__name__,
-        "message": str(err)[:2000],
-        "traceback": traceback.format_exception(err)[-6:],
-        "log": log_files[0] if log_files else None,
-        "slurm_job_id": ctx.job_id,
-        "node": ctx.hostname,
-        "restart_count": ctx.restart_count,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    try:
-        identity.shared_dir.mkdir(parents=True, exist_ok=True)  # a job can fail before its first consolidation
-        atomic_write_json(identity.shared_dir / "error.json", redact(record))
-    except OSError as write_err:  # never hide the original error behind a reporting problem
-        log.error("could not record the failure in %s: %s", identity.shared_dir, write_err)
-
-
 def run_training(cfg: DictConfig) -> float | list[float]:
     """Fit one model as configured and return the objective (the same float on every rank)."""
     ctx = JobContext.from_env()
@@ -157,7 +132,6 @@ def run_training(cfg: DictConfig) -> float | list[float]:
     if ctx.is_global_zero:
         (identity.shared_dir / "error.json").unlink(missing_ok=True)  # a requeued attempt starts clean
     try:
-        check_requeue_limit(ctx, hydra_cfg.launcher.get("max_num_preemptions"))
         if ctx.is_slurm and cfg.trainer.accelerator in GPU_ACCELERATORS:  # one line per task that sees the wrong GPUs
             log.info("GPU %s", assign_device(ctx, cfg.trainer.devices, binding).as_dict())
         return fit(cfg, ctx, identity, binding)

@@ -9,7 +9,7 @@ required site variables (``rna_hpc.require_env``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -42,6 +42,11 @@ class RnaHpcSlurmQueueConf(SlurmQueueConf):
     # how a GPU job's tasks get their GPUs: node (--gpus-per-node=trainer.devices, each task picks its own by local
     # rank; Lightning's documented way) or task (--gpus-per-task=1, Slurm gives each task one GPU of its own)
     gpu_binding: str = "node"
+    # files of each job's run dir copied to shared storage when the job ends, failed or not (rank 0; verified, with
+    # manifest.json): globs relative to the run dir, and the folder they go to (one subfolder per job, as under the
+    # sweep dir). rna_hpc's training consolidates its own files (consolidate.include): leave these empty for it
+    consolidate: list[str] = field(default_factory=list)
+    consolidate_to: str | None = None
 
 
 @dataclass
@@ -52,6 +57,11 @@ class RnaHpcLocalQueueConf(LocalQueueConf):
     umask: str = "022"
     dry_run: bool = False  # validate and print the plan; start nothing
     detach: bool = False  # start the jobs, write the sweep record and return at once
+    # files of each job's run dir copied to shared storage when the job ends, failed or not (rank 0; verified, with
+    # manifest.json): globs relative to the run dir, and the folder they go to (one subfolder per job, as under the
+    # sweep dir). rna_hpc's training consolidates its own files (consolidate.include): leave these empty for it
+    consolidate: list[str] = field(default_factory=list)
+    consolidate_to: str | None = None
 
 
 class UnsetEnvironmentVariable(InterpolationResolutionError, CompactHydraException):

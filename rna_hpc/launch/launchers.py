@@ -33,7 +33,9 @@ from rna_hpc.checkpoint.scrub import scrub_text
 from rna_hpc.config.checks import checks_of
 from rna_hpc.errors import TrainingFailed
 from rna_hpc.launch import preflight, requeue
-from rna_hpc.launch.plan import PlannedJob, ShapeGroup, SweepConfigLoader, array_chunks, plan_sweep
+from rna_hpc.launch.compose import SweepConfigLoader
+from rna_hpc.launch.failure import consolidate_declared, within_requeue_limit
+from rna_hpc.launch.plan import JobChecker, PlannedJob, ShapeGroup, array_chunks, plan_sweep
 from rna_hpc.launch.report import dry_run_scripts, failure_summary, sweep_summary, task_error
 from rna_hpc.launch.shared_call import SharedCall
 
@@ -90,18 +92,23 @@ class RnaHpcLauncherBase:
         umask: str = "022",
         python: str | None = None,
         srun_args: list[str] | None = None,
+        consolidate: list[str] | None = None,
+        consolidate_to: str | None = None,
         **params: Any,
     ) -> None:
         super().__init__(**params)  # type: ignore[call-arg]
+        self.consolidate, self.consolidate_to = list(consolidate or []), consolidate_to
         self.dry_run, self.detach, self.umask = bool(dry_run), bool(detach), str(umask)
         self.python = python
         self.srun_args = list(srun_args) if srun_args else None
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
-        """As the plugin's, with the sweep's config loader made fast (``plan.SweepConfigLoader``)."""
+        """As the plugin's, with the sweep's config loader made fast (``compose.SweepConfigLoader``)."""
         if not isinstance(hydra_context.config_loader, SweepConfigLoader):
             hydra_context.config_loader = SweepConfigLoader(hydra_context.config_loader)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)  # type: ignore[misc]
+        slurm = self._SLURM and (not self.dry_run or shutil.which("sinfo") is not None)
+        hydra_context.config_loader.checker = JobChecker(checks_of(task_function), slurm)
         self._new_dirs = new_dirs([str(config.hydra.sweep.dir)]) if self.dry_run else []
 
     # ---- on the node ------------------------------------------------------------------------------------------
@@ -117,7 +124,12 @@ class RnaHpcLauncherBase:
         rank = submitit.JobEnvironment().global_rank
         if rank != 0:
             self._quiet_rank(rank)
+        if self._SLURM:  # every app's job stops once Slurm requeued it too often
+            limit = self.params.get("max_num_preemptions")  # type: ignore[attr-defined]
+            self.task_function = within_requeue_limit(self.task_function, limit)  # type: ignore[attr-defined]
         ret = super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)  # type: ignore[misc]
+        if rank == 0 and self.consolidate and self.consolidate_to:
+            consolidate_declared(ret, self.consolidate, self.consolidate_to, int(self.umask, 8))
         if ret.status is JobStatus.FAILED:  # (not ret.return_value: Hydra would print the overrides, secrets included)
             raise compat.returned_value(ret)
         return ret
@@ -142,13 +154,14 @@ class RnaHpcLauncherBase:
         """Compose and check every job, group them by resource shape; raise ``SweepRejected`` on any problem."""
         loader = self.hydra_context.config_loader  # type: ignore[attr-defined]
 
-        def compose(overrides: list[str]) -> Any:
-            return loader.job_config(self.config, overrides)  # type: ignore[attr-defined]
+        def checked_job(num: int, overrides: list[str]) -> Any:
+            return loader.checked_job(self.config, num, overrides)  # type: ignore[attr-defined]
 
-        checks = checks_of(self.task_function)  # type: ignore[attr-defined]
-        check_partitions = self._SLURM and (not self.dry_run or shutil.which("sinfo") is not None)
         make_executor = self._executor if self._SLURM or not self.dry_run else (lambda params: None)
-        return plan_sweep(compose, job_overrides, initial_job_idx, checks, check_partitions, make_executor)
+        try:
+            return plan_sweep(checked_job, job_overrides, initial_job_idx, loader.checker.slurm, make_executor)
+        finally:
+            loader.launched(initial_job_idx + len(job_overrides))
 
     def _remove_sweep_dir(self) -> None:
         """A dry run leaves nothing behind: the sweeper's ``multirun.yaml`` and the folders made for it go."""

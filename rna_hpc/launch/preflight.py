@@ -28,7 +28,17 @@ from rna_hpc import compat
 from rna_hpc.launch.resources import GPU_BINDINGS
 
 # Keys of the rna_hpc launcher schemas that are not submitit executor parameters.
-OWN_KEYS = ("_target_", "dry_run", "detach", "umask", "python", "srun_args", "gpu_binding")
+OWN_KEYS = (
+    "_target_",
+    "dry_run",
+    "detach",
+    "umask",
+    "python",
+    "srun_args",
+    "gpu_binding",
+    "consolidate",
+    "consolidate_to",
+)
 # Values written into '#SBATCH --key=value' lines: no spaces, quotes, shell metacharacters or newlines.
 _SBATCH_VALUE = re.compile(r"[\w.,:=@%+/\[\]-]*")
 # Slurm's feature expressions ('a100&80gb', '[rack1|rack2]'); a '#SBATCH' line is never run by the shell.
@@ -170,6 +180,11 @@ def option_problems(cfg: DictConfig) -> list[str]:
     binding = launcher.get("gpu_binding")
     if binding is not None and binding not in GPU_BINDINGS:
         problems.append(f"hydra.launcher.gpu_binding: {binding!r} is not one of {', '.join(GPU_BINDINGS)}")
+    if launcher.get("consolidate") and not launcher.get("consolidate_to"):
+        problems.append(
+            "hydra.launcher.consolidate_to: not set, so the files hydra.launcher.consolidate names have nowhere to "
+            "go; set it to a folder on shared storage"
+        )
     sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_", default="")
     if launcher.get("detach") and sweeper != _BASIC_SWEEPER:
         problems.append(f"hydra.launcher.detach: a sweeper that waits for results ({sweeper}) cannot detach")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import run_command
 
+from rna_hpc.checkpoint.manifest import read_manifest, verify_manifest
 from rna_hpc.launch.launchers import max_array_size
 
 pytestmark = pytest.mark.slurm
@@ -28,7 +29,14 @@ def _app(cwd: Path, *overrides: str, timeout: float = 300) -> subprocess.Complet
 
 
 def test_user_app_sweep_runs_two_task_ddp_jobs(tmp_path: Path, wait_final: Callable) -> None:
-    out = _app(tmp_path, "hydra.launcher.tasks_per_node=2", "hydra.launcher.timeout_min=5", "lr=0.1,0.01")
+    out = _app(
+        tmp_path,
+        "hydra.launcher.tasks_per_node=2",
+        "hydra.launcher.timeout_min=5",
+        "lr=0.1,0.01",
+        'hydra.launcher.consolidate=[".hydra/config.yaml","*.log"]',  # what this app declares for shared storage
+        f"hydra.launcher.consolidate_to={tmp_path / 'shared'}",
+    )
     assert out.returncode == 0, out.stdout[-3000:]
     assert "rna_hpc: 2 job(s) in 1 submission(s) to slurm" in out.stdout
     assert "2 task(s)" in out.stdout
@@ -37,13 +45,18 @@ def test_user_app_sweep_runs_two_task_ddp_jobs(tmp_path: Path, wait_final: Calla
         assert (job / ".hydra" / "config.yaml").is_file()  # rank 0 writes Hydra's snapshot
         assert (job / "my_app.log").is_file() and (job / "my_app.rank1.log").is_file()  # each rank its own log
         assert not (job / ".hydra" / "config.yaml.rank1").exists()
+        manifest = read_manifest(tmp_path / "shared" / num)  # rank 0 copied the declared files, verified
+        assert manifest is not None and manifest["status"] == "COMPLETED", manifest
+        assert sorted(manifest["artifacts"]) == [".hydra/config.yaml", "my_app.log", "my_app.rank1.log"]
+        assert verify_manifest(tmp_path / "shared" / num) == []
     assert sorted(wait_final(tmp_path, 2).values()) == ["COMPLETED", "COMPLETED"]
 
 
 def test_user_app_checks_refuse_the_sweep_before_submission(tmp_path: Path, sacct: Callable) -> None:
-    out = _app(tmp_path, "lr=0.1,-1", "steps=0")
+    out = _app(tmp_path, "lr=0.1,-1", "steps=0", "hydra.launcher.consolidate=[my_app.log]")
     assert out.returncode != 0
     assert "lr: must be positive, is -1 [job #1]" in out.stdout and "steps: must be >= 1, is 0" in out.stdout
+    assert "hydra.launcher.consolidate_to: not set" in out.stdout
     assert "Traceback" not in out.stdout
     assert sacct(tmp_path) == {}
 

@@ -134,6 +134,35 @@ def test_lightning_checkpoint_and_mlflow_internals(tmp_path: Path) -> None:
         assert seen == ["contract"] and logger._experiment_id == "7"
 
 
+def test_interpolations_parsed_once_resolve_as_before() -> None:
+    import omegaconf.base
+
+    cfg = OmegaConf.create({"a": 2, "b": "${a}", "c": "x-${oc.select:missing,${b}}", "d": "${oc.env:NO_SUCH_VAR,7}"})
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    with contract("omegaconf.base.parse"):
+        original = omegaconf.base.parse
+        with compat.interpolations_parsed_once():
+            assert omegaconf.base.parse is not original
+            assert OmegaConf.to_container(cfg, resolve=True) == plain == {"a": 2, "b": 2, "c": "x-2", "d": "7"}
+            cfg.a = 3  # a cached parse tree names the key, not its value
+            assert cfg.c == "x-3"
+        assert omegaconf.base.parse is original
+
+
+def test_missing_keys_are_found_without_resolving() -> None:
+    cfg = OmegaConf.create(
+        {
+            "a": "???",
+            "b": {"c": "???", "d": "${nowhere}", "e": [1, "???", {"f": "???"}]},
+            "g": None,
+            "hydra": {"x": "???"},
+        }
+    )
+    with contract("omegaconf.basecontainer.BaseContainer._content"):
+        assert compat.missing_keys(cfg, ("hydra",)) == ["a", "b.c", "b.e.1", "b.e.2.f"]
+        assert "hydra.x" in compat.missing_keys(cfg)
+
+
 def test_every_private_api_has_a_contract() -> None:
     declared = {name for names in compat.PRIVATE_APIS.values() for name in names}
     source = Path(__file__).read_text()

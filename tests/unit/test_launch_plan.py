@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 
 import hydra_plugins.rna_hpc_launcher  # noqa: F401
 from rna_hpc.config import CONFIG_DIR, register_configs
-from rna_hpc.launch.plan import JobComposer, SweepConfigLoader, array_chunks, as_running_job
+from rna_hpc.launch.compose import JobComposer, SweepConfigLoader
+from rna_hpc.launch.plan import JobChecker, array_chunks, as_running_job
 
 register_configs()
 
@@ -82,10 +83,41 @@ def test_bad_overrides_fail_as_in_full_composition(loader_and_master, bad: list[
 def test_the_loader_travels_without_its_compositions(loader_and_master) -> None:
     loader, master = loader_and_master
     fast = SweepConfigLoader(loader)
+    fast.checker = JobChecker([], slurm=False)
     fast.load_sweep_config(master, ["lr=1e-4"])
-    assert fast._composed and fast.composer(master).bases
+    assert fast._checked and fast.composer(master).bases
     copy = pickle.loads(cloudpickle.dumps(fast))  # as submitit pickles the launcher
-    assert copy._composed == {} and copy._composer is None and copy.on_node and not fast.on_node
+    assert copy._checked == {} and copy._composer is None and copy.checker is None
+    assert copy.on_node and not fast.on_node
+
+
+def test_the_sweepers_composition_is_checked_once_with_the_number_the_launch_gives(loader_and_master) -> None:
+    loader, master = loader_and_master
+    calls: list[float] = []
+    fast = SweepConfigLoader(loader)
+    fast.checker = JobChecker([lambda cfg: calls.append(cfg.lr) or [f"lr: {cfg.lr}"]], slurm=False)
+    batch = [["lr=1e-4"], ["lr=2e-4"]]
+    returned = [fast.load_sweep_config(master, list(job)) for job in batch]  # the sweeper's early check
+    assert calls == [1e-4, 2e-4]
+    for cfg, job in zip(returned, batch):  # handed back as composed: the checks left no job number behind
+        full = loader.load_sweep_config(master, list(job))
+        assert OmegaConf.to_container(cfg, resolve=False) == OmegaConf.to_container(full, resolve=False)
+    first = fast.checked_job(master, 0, batch[0])
+    assert calls == [1e-4, 2e-4] and first.problems[0] == "lr: 0.0001"  # reused, not checked again
+    assert first.job is not None and first.job.run_dir.endswith("/0")  # hydra.sweep.subdir: the job number
+    other = fast.checked_job(master, 5, batch[1])  # another number than the early check's: checked again
+    assert calls == [1e-4, 2e-4, 2e-4] and other.job is not None and other.job.run_dir.endswith("/5")
+    fast.launched(6)
+    fast.load_sweep_config(master, list(batch[0]))
+    assert list(fast._checked) == [(6, tuple(batch[0]))]
+
+
+def test_a_job_that_does_not_compose_is_named_not_raised(loader_and_master) -> None:
+    loader, master = loader_and_master
+    fast = SweepConfigLoader(loader)
+    fast.checker = JobChecker([], slurm=False)
+    bad = fast.checked_job(master, 2, ["no_such_key=1"])
+    assert bad.job is None and bad.problems[0].startswith("job #2 ['no_such_key=1']: does not compose")
 
 
 def test_arrays_split_at_the_cluster_limit() -> None:

@@ -13,9 +13,9 @@ from pytorch_lightning.loggers import CSVLogger
 
 from rna_hpc.checkpoint.io import atomic_write_text, sha256_file
 from rna_hpc.checkpoint.manifest import build_manifest, write_manifest
-from rna_hpc.job.run import record_failure
 from rna_hpc.launch.accounting import parse_sacct
 from rna_hpc.launch.env import JobContext
+from rna_hpc.launch.failure import record_failure
 from rna_hpc.launch.identity import RunIdentity
 from rna_hpc.launch.record import JobRecord, SweepRecord, write_sweep_record
 from rna_hpc.status import collect, main
