@@ -1,31 +1,18 @@
-"""``rna-hpc-status <sweep dir> [--watch [SECONDS]]``: one table of every job of a sweep, and its learning curves.
+"""What ``rna-hpc-status`` prints and writes: the jobs' table, the screen around it, its JSON and the learning curves.
 
-``rna-hpc-status --dashboard <sweep dir>`` serves optuna-dashboard on a staged search's storage instead
-(``rna_hpc.status.dashboard``).
-
-The sweep dir is the one Hydra made (``hydra.sweep.dir``, holding ``sweep.json`` when a submitit launcher wrote one)
-or the shared sweep dir ``<paths.shared_dir>/<experiment>/<sweep id>/``. Slurm's view comes from one ``sacct`` call;
-everything else from what the jobs wrote: ``manifest.json`` (consolidated, verified), ``csv/metrics.csv`` (epoch,
-step, objective), ``error.json`` (why a job failed). A staged Optuna search also gets its trial states per stage.
-Exit code 1 when a job failed, 2 on bad input.
+The table shows each job's overrides without those every job shares; failed jobs get their reason, every job its log.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rna_hpc.errors import InputError
 from rna_hpc.launch.record import common_parent
 from rna_hpc.status.hpo import format_stages
-from rna_hpc.status.jobs import JobStatus, SweepStatus, collect
-
-__all__ = ["collect", "format_status", "main"]
+from rna_hpc.status.jobs import JobStatus, SweepStatus
 
 COLUMNS = [
     "job",
@@ -81,6 +68,7 @@ def format_table(rows: Sequence[JobStatus]) -> str:
 
 
 def summary_line(rows: Sequence[JobStatus]) -> str:
+    """How many jobs are in each state, on one line."""
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1
@@ -125,70 +113,8 @@ def format_status(status: SweepStatus) -> str:
 
 
 def as_json(status: SweepStatus) -> str:
+    """The status as JSON (``--json``): the jobs and the search's stages."""
     keep = ("num", "state", "slurm_job_id", "node", "requeues", "epoch", "step", "latest", "best", "consolidated")
     rows = [{k: getattr(r, k) for k in keep} | {"reason": r.reason, "log": r.log} for r in status.rows]
     stages = [{"study": s.study, "stage": s.label, "counts": s.counts, "best": s.best} for s in status.stages]
     return json.dumps({"sweep_dir": str(status.sweep_dir), "jobs": rows, "stages": stages}, indent=1)
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="rna-hpc-status", description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("sweep_dir", type=Path, help="hydra.sweep.dir of the sweep, or its shared sweep dir")
-    parser.add_argument(
-        "--watch",
-        nargs="?",
-        type=float,
-        const=30.0,
-        default=None,
-        metavar="SECONDS",
-        help="refresh every SECONDS (default 30) until every job has finished",
-    )
-    parser.add_argument("--no-plots", action="store_true", help="do not write learning-curve PNG files")
-    parser.add_argument("--json", action="store_true", help="print the status as JSON instead of tables")
-    parser.add_argument(
-        "--dashboard", action="store_true", help="serve optuna-dashboard on the search's storage (until Ctrl-C)"
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="--dashboard: address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="--dashboard: port (default 8080; 0 picks a free one)")
-    return parser.parse_args(argv)
-
-
-def dashboard(args: argparse.Namespace) -> int:
-    from rna_hpc.errors import RnaHpcError
-    from rna_hpc.status.dashboard import serve
-
-    try:
-        serve(args.sweep_dir, args.host, args.port)
-    except RnaHpcError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        return 0
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print the status (refreshing with ``--watch``); exit code 1 when any job failed, 2 on bad input."""
-    args = parse_args(argv)
-    if args.dashboard:
-        return dashboard(args)
-    try:
-        status = collect(args.sweep_dir)
-        while args.watch is not None and not status.done:
-            screen = f"{time.strftime('%H:%M:%S')}  {format_status(status)}\n"
-            print(screen, file=sys.stderr if args.json else sys.stdout, flush=True)  # --json: stdout holds JSON only
-            time.sleep(max(args.watch, 1.0))
-            status = collect(args.sweep_dir)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        return 130
-    print(as_json(status) if args.json else format_status(status))
-    if not args.no_plots:
-        print(write_plots(status), file=sys.stderr if args.json else sys.stdout)
-    return 1 if status.failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
