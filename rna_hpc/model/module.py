@@ -11,15 +11,16 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 
+from rna_hpc.checkpoint.model_state import frozen_fingerprint, lora_checkpoint_info, restore_weights
 from rna_hpc.checkpoint.partial_load import load_checkpoint_file, partial_load
 from rna_hpc.errors import CheckpointError, ConfigError
-from rna_hpc.model.checkpoint_state import frozen_fingerprint, frozen_prefixes, lora_checkpoint_info, restore_weights
 from rna_hpc.model.lora import apply_lora, trainable_names
-from rna_hpc.model.network import build_network
+from rna_hpc.model.network import STAGES, build_network
 from rna_hpc.model.settings import lora_config, model_config, plain
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3, "weight_decay": 0.01}
 VAL_SEED = 1234  # validation noise and samples are seeded per batch, so val metrics are comparable across epochs
+NET_PREFIX = "net."  # the module holds the network as `net`
 
 
 class WarmupCosine:
@@ -82,7 +83,9 @@ class RNA3DModule(pl.LightningModule):
         partial_load(self, ckpt["state_dict"])
 
     def frozen_prefixes(self) -> list[str]:
-        return frozen_prefixes(self.lora_cfg)
+        """State-dict prefixes whose frozen keys a LoRA checkpoint leaves out: the stages not in ``lora.trainable``."""
+        trainable = set(self.lora_cfg.get("trainable") or [])
+        return [f"{NET_PREFIX}{stage}." for stage in STAGES if stage not in trainable]
 
     # -- training ---------------------------------------------------------------------------------------------
 
