@@ -1,4 +1,4 @@
-"""Structure metrics, baselines and template search (numpy only; plots live in `report`)."""
+"""Structure metrics, baselines, template search and the evaluation pipeline (numpy; plots live in `report`)."""
 
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rna_hpc.checkpoint.model_state import restore_weights
 from rna_hpc.checkpoint.partial_load import load_checkpoint_file
 from rna_hpc.errors import CheckpointError
-from rna_hpc.model.checkpoint_state import restore_weights
 from rna_hpc.model.module import RNA3DModule
 
 

@@ -11,15 +11,16 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 
+from rna_hpc.checkpoint.model_state import frozen_fingerprint, lora_checkpoint_info, restore_weights
 from rna_hpc.checkpoint.partial_load import load_checkpoint_file, partial_load
 from rna_hpc.errors import CheckpointError, ConfigError
-from rna_hpc.model.checkpoint_state import frozen_fingerprint, frozen_prefixes, lora_checkpoint_info, restore_weights
 from rna_hpc.model.lora import apply_lora, trainable_names
-from rna_hpc.model.network import build_network
-from rna_hpc.model.settings import lora_config, model_config, plain
+from rna_hpc.model.network import STAGES, build_network
+from rna_hpc.model.settings import lora_config, loss_config, model_config, plain
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3, "weight_decay": 0.01}
 VAL_SEED = 1234  # validation noise and samples are seeded per batch, so val metrics are comparable across epochs
+NET_PREFIX = "net."  # the module holds the network as `net`
 
 
 class WarmupCosine:
@@ -54,19 +55,20 @@ class RNA3DModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.shape_cfg = plain(shape or {})  # the other shape-defining subtrees (data.featurizer), for resume checks
-        self.model_cfg = plain(model_config(model))
-        self.lora_cfg = plain(lora_config(lora))
+        settings, lora_settings = model_config(model), lora_config(lora)  # typed once here, then passed down
+        self.model_cfg, self.lora_cfg = plain(settings), plain(lora_settings)  # for hparams and checkpoints
         self.loss_cfg, self.optim_cfg = plain(loss or {}), plain(optim or {})
+        self.loss_weights = loss_config(self.loss_cfg)
         self.objective = objective
         self.save_hyperparameters(
             {"model": self.model_cfg, "lora": self.lora_cfg, "loss": self.loss_cfg, "optim": self.optim_cfg}
             | {"objective": objective, "shape": self.shape_cfg}
         )
-        self.net = build_network(self.model_cfg)
-        if self.model_cfg.get("init_from"):
-            self._load_base(self.model_cfg["init_from"])
-        self.lora_enabled = bool(self.lora_cfg["enabled"])
-        apply_lora(self.net, self.lora_cfg)
+        self.net = build_network(settings)
+        if settings.init_from:
+            self._load_base(settings.init_from)
+        self.lora_enabled = bool(lora_settings.enabled)
+        apply_lora(self.net, lora_settings)
         self.strict_loading = not self.lora_enabled  # LoRA checkpoints hold trainable weights only
         self.ema_decay = float(self.optim_cfg.get("ema_decay", 0.0) or 0.0)
         self._ema: dict[str, Tensor] | None = None  # moving average of the trainable weights (ema_decay > 0)
@@ -82,7 +84,9 @@ class RNA3DModule(pl.LightningModule):
         partial_load(self, ckpt["state_dict"])
 
     def frozen_prefixes(self) -> list[str]:
-        return frozen_prefixes(self.lora_cfg)
+        """State-dict prefixes whose frozen keys a LoRA checkpoint leaves out: the stages not in ``lora.trainable``."""
+        trainable = set(self.lora_cfg.get("trainable") or [])
+        return [f"{NET_PREFIX}{stage}." for stage in STAGES if stage not in trainable]
 
     # -- training ---------------------------------------------------------------------------------------------
 
@@ -90,7 +94,7 @@ class RNA3DModule(pl.LightningModule):
         return self.net(batch)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        parts = self.net.loss(batch, self.net(batch), self.loss_cfg)
+        parts = self.net.loss(batch, self.net(batch), self.loss_weights)
         bs = len(batch["seq"])
         self.log("train/loss", parts["loss"], prog_bar=True, batch_size=bs)
         for name, value in parts.items():
@@ -101,7 +105,7 @@ class RNA3DModule(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         gen = torch.Generator(device=self.device).manual_seed(VAL_SEED + batch_idx)
         out = self.net(batch)
-        parts = self.net.loss(batch, out, self.loss_cfg, generator=gen)
+        parts = self.net.loss(batch, out, self.loss_weights, generator=gen)
         bs = len(batch["seq"])
         for name, value in parts.items():
             self.log(f"val/{name}", value, batch_size=bs, sync_dist=True, prog_bar=name == "loss")

@@ -16,7 +16,7 @@ from rna_hpc.model.generator import Denoiser
 from rna_hpc.model.heads import Heads
 from rna_hpc.model.merger import Merger
 from rna_hpc.model.prior import prior_coords
-from rna_hpc.model.settings import model_config
+from rna_hpc.model.settings import model_config, network_config
 from rna_hpc.model.trunk import Trunk
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class RNA3DNet(nn.Module):
     ) -> None:
         super().__init__()
         parts = {"trunk": trunk, "heads": heads, "merger": merger, "generator": generator}
-        self.config = model_config({"name": name, "init_from": init_from} | {k: v for k, v in parts.items() if v})
+        self.config = network_config(name, init_from, parts)
         cfg = self.config
         self.embedding = InputEmbedding(cfg.trunk)
         self.trunk = Trunk(cfg.trunk)

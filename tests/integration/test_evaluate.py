@@ -1,4 +1,4 @@
-"""`rna_hpc.evaluate` end to end on real validation targets, as a function and as the Hydra command."""
+"""`rna_hpc.evaluate` end to end on real validation targets, as the pipeline function and as the Hydra command."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rna_hpc.errors import InputError
-from rna_hpc.evaluate import evaluate
+from rna_hpc.evaluation.pipeline import evaluate
 from rna_hpc.evaluation.structure_io import read_coordinate_csv, write_submission
 from rna_hpc.geometry import aform_helix
 

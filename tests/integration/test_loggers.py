@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pytorch_lightning.utilities import rank_zero_only
 
-from rna_hpc.evaluate import evaluate
+from rna_hpc.evaluation.pipeline import evaluate
 from rna_hpc.evaluation.structure_io import read_coordinate_csv, write_submission
 from rna_hpc.geometry import aform_helix
 from rna_hpc.loggers.lance import LanceDBLogger

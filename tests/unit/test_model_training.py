@@ -12,10 +12,10 @@ import torch
 from batches import make_batch
 from torch.utils.data import DataLoader
 
+from rna_hpc.checkpoint.model_state import restore_weights
 from rna_hpc.checkpoint.partial_load import load_checkpoint_file
 from rna_hpc.errors import CheckpointError
 from rna_hpc.model.build import build_module_from_checkpoint
-from rna_hpc.model.checkpoint_state import restore_weights
 from rna_hpc.model.module import RNA3DModule, sample_scores
 
 TINY = {

@@ -3,34 +3,36 @@
 ``checkpoint["rna_hpc"]`` = {"format", "model" (resolved model config), "lora", "trainable_keys"} and, for LoRA
 runs, "frozen_sha256": a fingerprint of the frozen base weights the adapters were trained on. A LoRA
 checkpoint's state_dict holds the trainable weights only; restoring it checks that the frozen base in
-memory (built from ``model.init_from``) is the same one, so adapters never land on another base silently.
+memory (built from ``model.init_from``) is the same one, so adapters never land on another base silently. Which
+frozen keys a LoRA checkpoint leaves out is the module's to say (`RestorableModule.frozen_prefixes`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from rna_hpc.checkpoint.partial_load import partial_load
 from rna_hpc.errors import CheckpointError
-from rna_hpc.model.network import STAGES
 
-NET_PREFIX = "net."  # the LightningModule holds the network as `net`
+
+class RestorableModule(Protocol):
+    """What `restore_weights` needs of a module besides ``nn.Module``: its variant and the keys LoRA leaves out."""
+
+    lora_enabled: bool
+
+    def frozen_prefixes(self) -> list[str]:
+        """State-dict prefixes whose frozen keys a LoRA checkpoint of this module leaves out."""
+        ...
 
 
 def lora_checkpoint_info(checkpoint: dict) -> dict:
     """The LoRA settings a checkpoint was saved with ({} when unknown)."""
     info = checkpoint.get("rna_hpc") or {}
     return dict(info.get("lora") or {})
-
-
-def frozen_prefixes(lora_cfg: dict) -> list[str]:
-    """State-dict prefixes whose frozen keys a LoRA checkpoint leaves out: the stages not in ``lora.trainable``."""
-    trainable = set(lora_cfg.get("trainable") or [])
-    return [f"{NET_PREFIX}{stage}." for stage in STAGES if stage not in trainable]
 
 
 def frozen_fingerprint(module: nn.Module) -> str:
@@ -45,8 +47,8 @@ def frozen_fingerprint(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def restore_weights(module: Any, checkpoint: dict, source: str = "checkpoint") -> None:
-    """Load a checkpoint's weights into an RNA3DModule after checking it matches the module's variant."""
+def restore_weights(module: RestorableModule, checkpoint: dict, source: str = "checkpoint") -> None:
+    """Load a checkpoint's weights into a module (an RNA3DModule) after checking it matches the module's variant."""
     info = checkpoint.get("rna_hpc")
     if not isinstance(info, dict):
         raise CheckpointError(f"{source}: not an rna_hpc checkpoint (no 'rna_hpc' entry)")

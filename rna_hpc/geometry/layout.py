@@ -1,9 +1,9 @@
-"""Ideal C1' geometry: the A-form helix and a secondary-structure-informed 3D model.
+"""A secondary structure laid out in 3D as C1' coordinates (`ss_model_coords`).
 
-`ss_model_coords` lays out a nested secondary structure in 3D: every stem is an A-form duplex, every loop
-(hairpin, bulge, internal, multi-way, exterior) is a circle through its closing pair, its unpaired residues and
-the first pairs of its child stems, and each child stem grows outward from its loop. A short relaxation removes
-the clashes the layout leaves between distant branches. Used as the synthetic data generator and as a prior.
+Every stem is an A-form duplex, every loop (hairpin, bulge, internal, multi-way, exterior) is a circle through its
+closing pair, its unpaired residues and the first pairs of its child stems, and each child stem grows outward from its
+loop. A short relaxation removes the clashes the layout leaves between distant branches. Used as the synthetic data
+generator and as a prior.
 """
 
 from __future__ import annotations
@@ -11,38 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from rna_hpc.errors import InputError
+from rna_hpc.geometry.aform import PAIR_DISTANCE, aform_duplex, aform_helix
 
-RISE = 2.81  # A-form rise per base pair along the axis (A)
-TWIST_DEG = 32.7  # A-form twist per base pair (degrees)
-HELIX_RADIUS = 8.7  # radius of the C1' cylinder: consecutive C1'-C1' ~5.65 A
-PAIR_DISTANCE = 10.4  # C1'-C1' distance across a Watson-Crick pair
 LOOP_STEP = 5.7  # C1'-C1' step in loops
 CLASH_DISTANCE = 3.8  # non-neighbour C1' atoms closer than this are pushed apart
 _EXTERIOR_GAP = 2 * LOOP_STEP  # virtual chord closing the exterior loop between the chain ends
-
-
-def aform_helix(n: int) -> np.ndarray:
-    """C1' trace of one strand of an ideal A-form helix along z, centred at the origin: [n, 3]."""
-    k = np.arange(n, dtype=float)
-    t = np.deg2rad(TWIST_DEG) * k
-    xyz = np.stack([HELIX_RADIUS * np.cos(t), HELIX_RADIUS * np.sin(t), RISE * k], axis=1)
-    return xyz - xyz.mean(axis=0) if n else xyz
-
-
-def _pair_angle() -> float:
-    """Azimuth between the two C1' atoms of a pair on the helix cylinder (same height)."""
-    return 2.0 * np.arcsin(PAIR_DISTANCE / (2.0 * HELIX_RADIUS))
-
-
-def _duplex(n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Local A-form duplex: 5' strand [n,3] and, row for row, its partners on the 3' strand."""
-    k = np.arange(n_pairs, dtype=float)
-    t = np.deg2rad(TWIST_DEG) * k
-    z = RISE * k
-    five = np.stack([HELIX_RADIUS * np.cos(t), HELIX_RADIUS * np.sin(t), z], axis=1)
-    t2 = t + _pair_angle()
-    three = np.stack([HELIX_RADIUS * np.cos(t2), HELIX_RADIUS * np.sin(t2), z], axis=1)
-    return five, three
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -176,7 +149,7 @@ class _Layout:
     def place_stem(self, stem: tuple[int, int, int], out: np.ndarray) -> None:
         """Build an A-form duplex whose outer pair sits where the loop put it, its axis pointing along `out`."""
         i, j, n = stem
-        five, three = _duplex(n)
+        five, three = aform_duplex(n)
         local = _frame(three[0] - five[0], np.array([0.0, 0.0, 1.0]))
         target = _frame(self.xyz[j] - self.xyz[i], out)
         rot = target.T @ local

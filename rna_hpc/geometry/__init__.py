@@ -1,0 +1,31 @@
+"""Ideal C1' geometry (numpy only), shared by the synthetic data set, the model's priors and the evaluation baselines.
+
+`aform`: the A-form helix and duplex; `layout`: a secondary structure laid out in 3D. Import from here.
+"""
+
+from __future__ import annotations
+
+from rna_hpc.geometry.aform import HELIX_RADIUS, PAIR_DISTANCE, RISE, TWIST_DEG, aform_duplex, aform_helix
+from rna_hpc.geometry.layout import (
+    CLASH_DISTANCE,
+    LOOP_STEP,
+    check_pairs,
+    relax_clashes,
+    ss_model_coords,
+    stems_from_pairs,
+)
+
+__all__ = [
+    "CLASH_DISTANCE",
+    "HELIX_RADIUS",
+    "LOOP_STEP",
+    "PAIR_DISTANCE",
+    "RISE",
+    "TWIST_DEG",
+    "aform_duplex",
+    "aform_helix",
+    "check_pairs",
+    "relax_clashes",
+    "ss_model_coords",
+    "stems_from_pairs",
+]
