@@ -327,6 +327,19 @@ class TrainConfig:
 
 
 @dataclass
+class FoldConfig:
+    """The ``fold`` candidates: the prior refolded against the distogram's expected distances (restraint_fold)."""
+
+    steps: int = 300  # Adam steps on the C1' coordinates
+    lr: float = 1.0  # Adam step size, in A
+    window: float = 2.0  # a pair's confidence: distogram probability within this many A of its expected distance
+    bond_length: float = 5.9  # consecutive C1'-C1' distance, in A
+    bond_weight: float = 1.0
+    clash_weight: float = 1.0  # non-neighbour C1' atoms closer than 3.8 A
+    prior_weight: float = 1.0  # weight of the prior's distances (1: a pair aims at w * predicted + (1 - w) * prior)
+
+
+@dataclass
 class PredictConfig:
     """Primary schema of ``conf/predict.yaml``."""
 
