@@ -93,3 +93,24 @@ def test_gradients_flow_from_the_fold_into_the_distogram_logits(train: dict) -> 
         assert float(error(logits - 0.5 * grad / grad.abs().max())) < float(loss)  # downhill in the logits
     assert not fold(prior, exact_restraints(native, mask), mask, cfg).requires_grad
 
+
+def test_fold_candidates_of_an_untrained_model_keep_their_priors(rna3d_dir: Path) -> None:
+    """An untrained distogram is flat: the fold candidates stay the secondary-structure variants they start from."""
+    from rna_hpc.data.datamodule import RNADataModule
+    from rna_hpc.data.dataset import collate
+    from rna_hpc.evaluation.structure_io import read_sequences
+    from rna_hpc.model.candidates import candidate_pools
+    from rna_hpc.model.module import RNA3DModule
+
+    seq = read_sequences(rna3d_dir / "val_sequences.csv")["7ELP_A"]
+    items = RNADataModule(seed=0, format="kaggle", dir=str(rna3d_dir)).predict_samples([("7ELP_A", seq)])
+    torch.manual_seed(0)
+    tiny = {"trunk": {"c_s": 16, "c_z": 8, "n_blocks": 1, "n_heads": 2}, "merger": {"single_in": 20, "c_cond": 16}}
+    module = RNA3DModule(model=tiny | {"generator": {"c_a": 16, "n_blocks": 1, "n_heads": 2, "n_steps": 3}}).eval()
+    generator = torch.Generator().manual_seed(0)
+    [pool] = candidate_pools(module, collate(items), ["fold", "ss_model"], 3, None, generator, fold=FoldConfig())
+    by_name = dict(zip(pool.names, pool.coords, strict=True))
+    assert pool.sources.count("fold") == 3
+    for k in range(3):
+        assert by_name[f"fold_{k}"].shape == (len(seq), 3) and np.isfinite(by_name[f"fold_{k}"]).all()
+        assert tm_score(by_name[f"fold_{k}"], by_name[f"ss_model_{k}"]) > 0.8
