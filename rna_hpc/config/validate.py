@@ -32,6 +32,8 @@ CANDIDATE_SOURCES = ("model", "model_template", "fold", "ss_model", "template", 
 NEEDS_TEMPLATES = ("model_template", "template")
 # how the secondary-structure candidates after the MFE one vary (rna_hpc.evaluation.baselines)
 SS_ENSEMBLES = ("tilt", "boltzmann")
+# how template hits are found and ranked (rna_hpc.evaluation.templates)
+TEMPLATE_SEARCHES = ("sequence", "structure")
 # Lightning precisions rna_hpc trains with; fp16 AMP Lightning does not run on CPU (it swaps in bf16-mixed)
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 CPU_REFUSED_PRECISIONS = ("16-mixed",)
@@ -310,6 +312,9 @@ def predict_inputs(cfg: DictConfig) -> list[str]:
     ensemble = _get(cfg, "ss_ensemble", "tilt")
     if ensemble not in SS_ENSEMBLES:
         problems.append(f"ss_ensemble: {ensemble!r} is not one of {', '.join(SS_ENSEMBLES)}")
+    search = _get(cfg, "template_search", "sequence")
+    if search not in TEMPLATE_SEARCHES:
+        problems.append(f"template_search: {search!r} is not one of {', '.join(TEMPLATE_SEARCHES)}")
     problems.extend(fold_settings(cfg))
     if (_get(cfg, "n_predictions") or 0) < 1:
         problems.append("n_predictions: must be >= 1")

@@ -44,14 +44,15 @@ def shard_batches(n_items: int, batch_size: int, shard: int, shards: int) -> lis
     return [(b, slice(s, s + batch_size)) for b, s in enumerate(starts) if b % shards == shard]
 
 
-def load_template_prior(templates_dir: str | None):  # noqa: ANN201 - TemplatePrior | None
-    """Every chain of the folder's train split may serve as a template (nothing is excluded at predict time)."""
+def load_template_prior(templates_dir: str | None, search: str = "sequence"):  # noqa: ANN201 - TemplatePrior | None
+    """Every chain of the folder's train split may serve as a template (nothing is excluded at predict time), found
+    by ``search`` (`rna_hpc.evaluation.templates.TemplateIndex.search`)."""
     if not templates_dir:
         return None
     from rna_hpc.evaluation.references import load_templates
     from rna_hpc.model.template_prior import TemplatePrior
 
-    return TemplatePrior(load_templates(templates_dir), exclude_self=False)
+    return TemplatePrior(load_templates(templates_dir), exclude_self=False, search=search)
 
 
 def _pad_to(models: np.ndarray, n: int) -> np.ndarray:
@@ -71,7 +72,7 @@ def predict_targets(cfg: DictConfig, out_dir: Path) -> list[tuple[str, str, np.n
     device = inference_device(str(cfg.trainer.accelerator), torch.cuda.is_available())
     module = build_module_from_checkpoint(cfg.ckpt).to(device)
     log.info("predicting on %s", device)
-    templates = load_template_prior(cfg.templates_dir)
+    templates = load_template_prior(cfg.templates_dir, str(cfg.template_search))
     fold = typed(FoldConfig, cfg.get("fold"), "fold")
     module.net.attach_templates(templates)
     data = RNADataModule(seed=cfg.seed, **{k: v for k, v in cfg.data.items() if k != "_target_"})

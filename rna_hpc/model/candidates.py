@@ -165,5 +165,5 @@ def _baseline(
     if source == "helix":
         return [helix_baseline(seq, context)]
     if source == "template":
-        return templates.index.predict(seq, n, prior=ss_baseline(seq, BaselineContext(seed=seed)))
+        return templates.models(seq, n, prior=ss_baseline(seq, BaselineContext(seed=seed)))
     raise ValueError(f"unknown candidate source {source!r} (known: {', '.join(SOURCES)})")

@@ -218,12 +218,13 @@ def _predict_problems(overrides: list[str]) -> list[str]:
     return collect_problems(cfg, "predict")
 
 
-def test_fold_options_are_validated() -> None:
-    defaults = _predict_problems(["candidates=[model,fold,ss_model]"])
-    assert not [p for p in defaults if p.startswith(("fold", "candidates"))]
-    bad = ["fold.steps=0", "fold.lr=0", "fold.window=-1", "fold.clash_weight=-1"]
+def test_fold_and_template_search_options_are_validated() -> None:
+    defaults = _predict_problems(["candidates=[model,fold,ss_model]", "template_search=structure"])
+    assert not [p for p in defaults if p.startswith(("fold", "template_search", "candidates"))]
+    bad = ["template_search=blast", "fold.steps=0", "fold.lr=0", "fold.window=-1", "fold.clash_weight=-1"]
     problems = _predict_problems(bad)
     for message in (
+        "template_search: 'blast' is not one of sequence, structure",
         "fold.steps: must be >= 1, is 0",
         "fold.lr: must be positive, is 0.0",
         "fold.window: must be positive, is -1.0",
