@@ -132,7 +132,7 @@ def right_handed(x: Tensor, mask: Tensor) -> Tensor:
             flip[b] = -1.0
     centre = masked_centroid(x, mask)
     mirror = torch.stack([torch.ones_like(flip), torch.ones_like(flip), flip], dim=-1)[:, None, :]
-    return (x - centre) * mirror + centre
+    return torch.where(mask.unsqueeze(-1), (x - centre) * mirror + centre, x)  # padding stays as it is
 
 
 def fold_from_logits(
