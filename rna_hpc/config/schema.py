@@ -327,6 +327,19 @@ class TrainConfig:
 
 
 @dataclass
+class FoldConfig:
+    """The ``fold`` candidates: the prior refolded against the distogram's expected distances (restraint_fold)."""
+
+    steps: int = 300  # Adam steps on the C1' coordinates
+    lr: float = 1.0  # Adam step size, in A
+    window: float = 2.0  # a pair's confidence: distogram probability within this many A of its expected distance
+    bond_length: float = 5.9  # consecutive C1'-C1' distance, in A
+    bond_weight: float = 1.0
+    clash_weight: float = 1.0  # non-neighbour C1' atoms closer than 3.8 A
+    prior_weight: float = 1.0  # weight of the prior's distances (1: a pair aims at w * predicted + (1 - w) * prior)
+
+
+@dataclass
 class PredictConfig:
     """Primary schema of ``conf/predict.yaml``."""
 
@@ -337,6 +350,8 @@ class PredictConfig:
     candidates: list[str] = field(default_factory=lambda: ["model", "ss_model"])  # ranked together by confidence
     templates_dir: str | None = None  # a Kaggle folder whose train split adds template candidates
     ss_ensemble: str = "tilt"  # ss variants after the MFE one: tilt (tilted loops) | boltzmann (sampled pairings)
+    template_search: str = "sequence"  # sequence (alignment score) | structure (also agreement of predicted pairs)
+    fold: FoldConfig = field(default_factory=FoldConfig)  # settings of the fold candidates
     batch_size: int = 4
     seed: int = 0
     shards: int = 1  # jobs the prediction is split over (with -m: one array of `shards` jobs, merged at the end)

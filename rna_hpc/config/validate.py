@@ -29,10 +29,12 @@ RESUME_POLICIES = ("auto", "never", "ignore_config_change")
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 METRICS = ("val/tm", "val/rmsd", "val/loss", "train/loss")
 # where predict's candidate structures come from (rna_hpc.model.candidates); the template sources need templates_dir
-CANDIDATE_SOURCES = ("model", "model_template", "ss_model", "template", "helix")
+CANDIDATE_SOURCES = ("model", "model_template", "fold", "ss_model", "template", "helix")
 NEEDS_TEMPLATES = ("model_template", "template")
 # how the secondary-structure candidates after the MFE one vary (rna_hpc.evaluation.baselines)
 SS_ENSEMBLES = ("tilt", "boltzmann")
+# how template hits are found and ranked (rna_hpc.evaluation.templates)
+TEMPLATE_SEARCHES = ("sequence", "structure")
 # Lightning precisions rna_hpc trains with; fp16 AMP Lightning does not run on CPU (it swaps in bf16-mixed)
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 CPU_REFUSED_PRECISIONS = ("16-mixed",)
@@ -301,6 +303,10 @@ def predict_inputs(cfg: DictConfig) -> list[str]:
     ensemble = _get(cfg, "ss_ensemble", "tilt")
     if ensemble not in SS_ENSEMBLES:
         problems.append(f"ss_ensemble: {ensemble!r} is not one of {', '.join(SS_ENSEMBLES)}")
+    search = _get(cfg, "template_search", "sequence")
+    if search not in TEMPLATE_SEARCHES:
+        problems.append(f"template_search: {search!r} is not one of {', '.join(TEMPLATE_SEARCHES)}")
+    problems.extend(fold_settings(cfg))
     if (_get(cfg, "n_predictions") or 0) < 1:
         problems.append("n_predictions: must be >= 1")
     if _get(cfg, "trainer.devices", 1) != 1 or _get(cfg, "trainer.num_nodes", 1) != 1:
@@ -312,6 +318,23 @@ def predict_inputs(cfg: DictConfig) -> list[str]:
         problems.append(f"shards: must be >= 1, is {shards}")
     elif not 0 <= shard < shards:
         problems.append(f"shard: {shard} is not in [0, shards={shards})")
+    return problems
+
+
+def fold_settings(cfg: DictConfig) -> list[str]:
+    """The ``fold`` candidates' optimisation: at least one step, positive sizes, weights not negative."""
+    fold = _get(cfg, "fold")
+    if fold is None:
+        return []
+    problems = []
+    if fold.steps < 1:
+        problems.append(f"fold.steps: must be >= 1, is {fold.steps}")
+    for key in ("lr", "window", "bond_length"):
+        if fold[key] <= 0:
+            problems.append(f"fold.{key}: must be positive, is {fold[key]}")
+    for key in ("bond_weight", "clash_weight", "prior_weight"):
+        if fold[key] < 0:
+            problems.append(f"fold.{key}: must be >= 0, is {fold[key]}")
     return problems
 
 

@@ -1,6 +1,8 @@
 """Template-based modelling: find similar chains of known structure and copy their C1' coordinates.
 
-`TemplateIndex.search` pre-filters candidates by shared k-mers and ranks them by a semiglobal alignment;
+`TemplateIndex.search` pre-filters candidates by shared k-mers and ranks them by a semiglobal alignment (``mode=
+"sequence"``), or also considers every template of similar length and ranks by identity plus the agreement of the
+query's predicted pairs with the template's observed ones (``mode="structure"``, `rna_hpc.evaluation.structure_search`);
 `TemplateIndex.predict` copies coordinates through each alignment and fills the gaps along the chain.
 """
 
@@ -13,9 +15,17 @@ import numpy as np
 
 from rna_hpc.evaluation.alignment import align, sequence_scores
 from rna_hpc.evaluation.metrics import kabsch
+from rna_hpc.evaluation.structure_search import (
+    LENGTH_RATIO,
+    observed_pairs,
+    pair_agreement,
+    predicted_pairs,
+    structure_scores,
+)
 from rna_hpc.geometry import LOOP_STEP, aform_helix
 
 _MATCH, _MISMATCH, _GAP_OPEN, _GAP_EXTEND = 2.0, -3.0, -5.0, -2.0
+SEARCH_MODES = ("sequence", "structure")
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,8 @@ class TemplateIndex:
         for n, e in enumerate(entries):
             for km in _kmers(e.sequence, k):
                 self._by_kmer[km].append(n)
-        self._cache: dict[tuple[str, str | None], list[TemplateHit]] = {}
+        self._cache: dict[tuple[str, str | None, str], list[TemplateHit]] = {}
+        self._pairs: dict[int, np.ndarray] = {}
 
     @classmethod
     def build(cls, targets: list[tuple[str, str, np.ndarray]], k: int = 5, max_candidates: int = 40) -> TemplateIndex:
@@ -75,8 +86,22 @@ class TemplateIndex:
         ranked = sorted(counts, key=lambda n: (-counts[n], n))
         return [n for n in ranked if self.entries[n].target_id != exclude_id][: self.max_candidates]
 
-    def _hit(self, sequence: str, entry: _Entry) -> TemplateHit:
-        subst = sequence_scores(sequence, entry.sequence, _MATCH, _MISMATCH)
+    def _similar_length(self, sequence: str, exclude_id: str | None) -> list[int]:
+        n = len(sequence)
+        return [
+            k
+            for k, e in enumerate(self.entries)
+            if e.target_id != exclude_id and n / LENGTH_RATIO <= len(e.sequence) <= n * LENGTH_RATIO
+        ]
+
+    def template_pairs(self, n: int) -> np.ndarray:
+        """The pairing observed in entry `n`'s C1' trace (`observed_pairs`, cached)."""
+        if n not in self._pairs:
+            self._pairs[n] = observed_pairs(self.entries[n].sequence, self.entries[n].coords)
+        return self._pairs[n]
+
+    def _hit(self, sequence: str, entry: _Entry, subst: np.ndarray | None = None) -> TemplateHit:
+        subst = sequence_scores(sequence, entry.sequence, _MATCH, _MISMATCH) if subst is None else subst
         mapping = align(subst, _GAP_OPEN, _GAP_EXTEND, free_ends=True)
         idx = np.flatnonzero(mapping >= 0)
         score = float(subst[idx, mapping[idx]].sum())
@@ -85,23 +110,44 @@ class TemplateIndex:
         n = max(len(sequence), 1)
         return TemplateHit(entry.target_id, score, same / n, float(resolved) / n, mapping)
 
-    def search(self, sequence: str, k: int = 5, exclude_id: str | None = None) -> list[TemplateHit]:
-        """The `k` best templates for `sequence` by alignment score, never `exclude_id` (the query's own entry)."""
+    def _structure_hit(self, sequence: str, n: int) -> TemplateHit:
+        """A hit aligned on nucleotides and pairing states, scored by identity + conserved pair fraction."""
+        entry, q_pairs, t_pairs = self.entries[n], np.array(predicted_pairs(sequence)), self.template_pairs(n)
+        hit = self._hit(sequence, entry, structure_scores(sequence, entry.sequence, q_pairs, t_pairs))
+        agreement = pair_agreement(hit.mapping, q_pairs, t_pairs)
+        return TemplateHit(hit.target_id, hit.identity + agreement, hit.identity, hit.coverage, hit.mapping)
+
+    def search(
+        self, sequence: str, k: int = 5, exclude_id: str | None = None, mode: str = "sequence"
+    ) -> list[TemplateHit]:
+        """The `k` best templates for `sequence`, never `exclude_id` (the query's own entry), ranked by alignment
+        score (``mode="sequence"``) or by identity plus conserved pair fraction (``mode="structure"``)."""
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"template search {mode!r} is not one of {', '.join(SEARCH_MODES)}")
         sequence = sequence.upper()
-        key = (sequence, exclude_id)
+        key = (sequence, exclude_id, mode)
         if key not in self._cache:
-            hits = [self._hit(sequence, self.entries[n]) for n in self._candidates(sequence, exclude_id)]
+            if mode == "sequence":
+                hits = [self._hit(sequence, self.entries[n]) for n in self._candidates(sequence, exclude_id)]
+            else:
+                pool = self._candidates(sequence, exclude_id) + self._similar_length(sequence, exclude_id)
+                hits = [self._structure_hit(sequence, n) for n in dict.fromkeys(pool)]
             hits = [h for h in hits if h.coverage > 0]
             self._cache[key] = sorted(hits, key=lambda h: (-h.score, h.target_id))
         return self._cache[key][:k]
 
     def predict(
-        self, sequence: str, n: int = 5, exclude_id: str | None = None, prior: np.ndarray | None = None
+        self,
+        sequence: str,
+        n: int = 5,
+        exclude_id: str | None = None,
+        prior: np.ndarray | None = None,
+        mode: str = "sequence",
     ) -> list[np.ndarray]:
         """Up to `n` models [L, 3], one per template hit; gaps filled from `prior` [L, 3] if given, else bridged."""
         out = []
         coords = {e.target_id: e.coords for e in self.entries}
-        for hit in self.search(sequence, n, exclude_id):
+        for hit in self.search(sequence, n, exclude_id, mode):
             xyz = np.full((len(sequence), 3), np.nan)
             idx = np.flatnonzero(hit.mapping >= 0)
             xyz[idx] = coords[hit.target_id][hit.mapping[idx]]

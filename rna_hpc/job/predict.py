@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from rna_hpc.checkpoint.io import atomic_write, sha256_file
 from rna_hpc.checkpoint.manifest import build_manifest, write_manifest
+from rna_hpc.config.schema import FoldConfig
 from rna_hpc.data.datamodule import RNADataModule
 from rna_hpc.data.dataset import collate
 from rna_hpc.data.fasta import read_predict_sequences
@@ -31,6 +32,7 @@ from rna_hpc.evaluation.structure_io import write_pdb, write_submission
 from rna_hpc.job.devices import inference_device
 from rna_hpc.model.build import build_module_from_checkpoint
 from rna_hpc.model.candidates import batch_sequences, candidate_pools
+from rna_hpc.model.settings import typed
 
 log = logging.getLogger(__name__)
 SUBMISSION = "submission.csv"
@@ -42,14 +44,15 @@ def shard_batches(n_items: int, batch_size: int, shard: int, shards: int) -> lis
     return [(b, slice(s, s + batch_size)) for b, s in enumerate(starts) if b % shards == shard]
 
 
-def load_template_prior(templates_dir: str | None):  # noqa: ANN201 - TemplatePrior | None
-    """Every chain of the folder's train split may serve as a template (nothing is excluded at predict time)."""
+def load_template_prior(templates_dir: str | None, search: str = "sequence"):  # noqa: ANN201 - TemplatePrior | None
+    """Every chain of the folder's train split may serve as a template (nothing is excluded at predict time), found
+    by ``search`` (`rna_hpc.evaluation.templates.TemplateIndex.search`)."""
     if not templates_dir:
         return None
     from rna_hpc.evaluation.references import load_templates
     from rna_hpc.model.template_prior import TemplatePrior
 
-    return TemplatePrior(load_templates(templates_dir), exclude_self=False)
+    return TemplatePrior(load_templates(templates_dir), exclude_self=False, search=search)
 
 
 def _pad_to(models: np.ndarray, n: int) -> np.ndarray:
@@ -69,7 +72,8 @@ def predict_targets(cfg: DictConfig, out_dir: Path) -> list[tuple[str, str, np.n
     device = inference_device(str(cfg.trainer.accelerator), torch.cuda.is_available())
     module = build_module_from_checkpoint(cfg.ckpt).to(device)
     log.info("predicting on %s", device)
-    templates = load_template_prior(cfg.templates_dir)
+    templates = load_template_prior(cfg.templates_dir, str(cfg.template_search))
+    fold = typed(FoldConfig, cfg.get("fold"), "fold")
     module.net.attach_templates(templates)
     data = RNADataModule(seed=cfg.seed, **{k: v for k, v in cfg.data.items() if k != "_target_"})
     entries = []
@@ -78,7 +82,7 @@ def predict_targets(cfg: DictConfig, out_dir: Path) -> list[tuple[str, str, np.n
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         generator = torch.Generator().manual_seed(int(cfg.seed) * 1_000_003 + b)
         pools = candidate_pools(
-            module, batch, list(cfg.candidates), n, templates, generator, cfg.seed, str(cfg.ss_ensemble)
+            module, batch, list(cfg.candidates), n, templates, generator, cfg.seed, str(cfg.ss_ensemble), fold
         )
         for tid, seq, pool in zip(batch["target_id"], batch_sequences(batch), pools, strict=True):
             ranked = rank_candidates(np.stack(pool.coords), pool.names, n, pool.sources)

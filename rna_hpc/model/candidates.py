@@ -4,6 +4,8 @@ Sources (``predict.candidates``):
 - ``model``: diffusion samples of the trained model around its configured prior (with the secondary-structure prior,
   one sample per variant of it, see `model_samples`);
 - ``model_template``: diffusion samples refined from the best template hit (targets with a hit only);
+- ``fold``: variant k of the secondary-structure model refolded against the distances the model's distogram predicts
+  (`rna_hpc.model.restraint_fold`);
 - ``ss_model``: the secondary-structure model, then variants with tilted loops;
 - ``template``: coordinates copied from the best template hits (gaps from the secondary-structure model);
 - ``helix``: the ideal A-form strand.
@@ -17,10 +19,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rna_hpc.config.schema import FoldConfig
 from rna_hpc.config.validate import CANDIDATE_SOURCES
 from rna_hpc.config.validate import NEEDS_TEMPLATES as CONFIG_NEEDS_TEMPLATES
 from rna_hpc.evaluation.baselines import BaselineContext, baseline_samples, helix_baseline, ss_baseline
 from rna_hpc.model.prior import VOCAB
+from rna_hpc.model.restraint_fold import fold_from_logits
 from rna_hpc.model.template_prior import TemplatePrior
 
 SOURCES = CANDIDATE_SOURCES
@@ -67,9 +71,11 @@ def candidate_pools(
     generator: torch.Generator,
     seed: int = 0,
     ensemble: str = "tilt",
+    fold: FoldConfig | None = None,
 ) -> list[Pool]:
     """A `Pool` per target of ``batch`` with up to ``n`` candidates from each of ``sources``; ``ensemble`` says how
-    the secondary-structure variants after the first differ (`rna_hpc.evaluation.baselines.ss_pairs`)."""
+    the secondary-structure variants after the first differ (`rna_hpc.evaluation.baselines.ss_pairs`), ``fold``
+    how the ``fold`` candidates are folded."""
     sequences = batch_sequences(batch)
     pools = [Pool() for _ in sequences]
     for source in sources:
@@ -79,6 +85,10 @@ def candidate_pools(
             samples = model_samples(module, batch, sequences, n, generator, seed, ensemble)
             for b, seq in enumerate(sequences):
                 pools[b].add(source, samples[b, :, : len(seq)])
+        elif source == "fold":
+            folded = fold_samples(module, batch, sequences, n, BaselineContext(seed=seed, ensemble=ensemble), fold)
+            for b, seq in enumerate(sequences):
+                pools[b].add(source, folded[b, :, : len(seq)])
         elif source == "model_template":
             prior, has_hit = template_priors(batch, sequences, templates)
             with_prior = batch | {"prior_coords": prior}
@@ -109,13 +119,41 @@ def model_samples(
         return module.predict_coords(batch, n_samples=n, generator=generator).cpu().numpy()
     out = []
     for k in range(n):
-        prior = torch.zeros(*batch["seq"].shape, 3, device=batch["seq"].device)
-        for b, seq in enumerate(sequences):
-            xyz = ss_baseline(seq, BaselineContext(sample=k, seed=seed, ensemble=ensemble))
-            prior[b, : len(seq)] = torch.as_tensor(xyz, dtype=torch.float32)
+        context = BaselineContext(sample=k, seed=seed, ensemble=ensemble)
+        prior = ss_priors(batch, sequences, context).to(batch["seq"].device)
         batch_k = batch | {"prior_coords": prior}
         out.append(module.predict_coords(batch_k, n_samples=1, generator=generator).cpu().numpy())
     return np.concatenate(out, axis=1)
+
+
+def ss_priors(batch: dict, sequences: list[str], context: BaselineContext) -> torch.Tensor:
+    """[B, L, 3] variant ``context.sample`` of each target's secondary-structure model (zeros on padding)."""
+    prior = torch.zeros(*batch["seq"].shape, 3)
+    for b, seq in enumerate(sequences):
+        prior[b, : len(seq)] = torch.as_tensor(ss_baseline(seq, context), dtype=torch.float32)
+    return prior
+
+
+def fold_samples(
+    module,  # noqa: ANN001 - an RNA3DModule
+    batch: dict,
+    sequences: list[str],
+    n: int,
+    context: BaselineContext,
+    cfg: FoldConfig | None = None,
+) -> np.ndarray:
+    """[B, n, L, 3]: fold k is variant k of the secondary-structure model folded against the distogram's
+    expected distances (`rna_hpc.model.restraint_fold.fold_from_logits`)."""
+    net = module.net
+    with torch.no_grad():
+        logits = net(batch)["distogram_logits"].float().cpu()
+    mask = batch["mask"].bool().cpu()
+    edges = net.heads.distogram.bin_edges.cpu()
+    out = []
+    for k in range(n):
+        prior = ss_priors(batch, sequences, BaselineContext(sample=k, seed=context.seed, ensemble=context.ensemble))
+        out.append(fold_from_logits(prior, logits, edges, mask, cfg).numpy())
+    return np.stack(out, axis=1)
 
 
 def _baseline(
@@ -127,5 +165,5 @@ def _baseline(
     if source == "helix":
         return [helix_baseline(seq, context)]
     if source == "template":
-        return templates.index.predict(seq, n, prior=ss_baseline(seq, BaselineContext(seed=seed)))
+        return templates.models(seq, n, prior=ss_baseline(seq, BaselineContext(seed=seed)))
     raise ValueError(f"unknown candidate source {source!r} (known: {', '.join(SOURCES)})")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from rna_hpc.evaluation.baselines import BaselineContext, ss_baseline
-from rna_hpc.evaluation.templates import TemplateHit, TemplateIndex, fill_gaps
+from rna_hpc.evaluation.templates import SEARCH_MODES, TemplateHit, TemplateIndex, fill_gaps
 
 DEFAULT_MAX_IDENTITY = 0.6  # identity (identical aligned residues / query length) above which an index entry is skipped
 SEARCH_DEPTH = 10  # hits looked at when the best ones are too identical
@@ -25,15 +25,23 @@ class TemplatePrior:
     """Per-target template coordinates [L, 3] from an index, cached by (target_id, sequence).
 
     ``exclude_self`` (training and validation): an indexed chain never gets its own entry nor one more identical than
-    ``max_identity``. Without it (prediction) every entry may serve.
+    ``max_identity``. Without it (prediction) every entry may serve. ``search`` is `TemplateIndex.search`'s mode:
+    ``sequence`` (alignment score) or ``structure`` (identity plus agreement of the predicted pairing).
     """
 
     def __init__(
-        self, index: TemplateIndex, exclude_self: bool = True, max_identity: float = DEFAULT_MAX_IDENTITY
+        self,
+        index: TemplateIndex,
+        exclude_self: bool = True,
+        max_identity: float = DEFAULT_MAX_IDENTITY,
+        search: str = "sequence",
     ) -> None:
+        if search not in SEARCH_MODES:
+            raise ValueError(f"template search {search!r} is not one of {', '.join(SEARCH_MODES)}")
         self.index = index
         self.exclude_self = exclude_self
         self.max_identity = float(max_identity)
+        self.search = search
         self._entries = {e.target_id: e for e in index.entries}
         self._cache: dict[tuple[str, str], np.ndarray] = {}
 
@@ -64,14 +72,18 @@ class TemplatePrior:
     def best_hit(self, target_id: str, sequence: str) -> TemplateHit | None:
         """The best template this query may use, or None."""
         if not self.exclude_self:
-            hits = self.index.search(sequence, 1)
+            hits = self.index.search(sequence, 1, mode=self.search)
             return hits[0] if hits else None
         own = self._entries.get(target_id)
         indexed = own is not None and own.sequence == sequence.upper()
-        for hit in self.index.search(sequence, SEARCH_DEPTH, exclude_id=target_id):
+        for hit in self.index.search(sequence, SEARCH_DEPTH, exclude_id=target_id, mode=self.search):
             if not indexed or hit.identity <= self.max_identity:
                 return hit
         return None
+
+    def models(self, sequence: str, n: int, prior: np.ndarray | None = None) -> list[np.ndarray]:
+        """Up to ``n`` template models [L, 3] of ``sequence`` by this prior's search, gaps from ``prior``."""
+        return self.index.predict(sequence, n, prior=prior, mode=self.search)
 
     def crop(self, target_id: str, sequence: str, residue_index: np.ndarray) -> np.ndarray:
         """The prior [len(sequence), 3] of ``sequence``, residues ``residue_index`` of the chain ``target_id``.

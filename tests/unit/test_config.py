@@ -209,3 +209,27 @@ def test_slurm_jobs_save_periodic_checkpoints_by_default() -> None:
         ).checkpoint.every_minutes
         == 20
     )
+
+
+def _predict_problems(overrides: list[str]) -> list[str]:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("predict", overrides=["ckpt=absent.ckpt", "input=absent.csv", *overrides])
+    return collect_problems(cfg, "predict")
+
+
+def test_fold_and_template_search_options_are_validated() -> None:
+    defaults = _predict_problems(["candidates=[model,fold,ss_model]", "template_search=structure"])
+    assert not [p for p in defaults if p.startswith(("fold", "template_search", "candidates"))]
+    bad = ["template_search=blast", "fold.steps=0", "fold.lr=0", "fold.window=-1", "fold.clash_weight=-1"]
+    problems = _predict_problems(bad)
+    for message in (
+        "template_search: 'blast' is not one of sequence, structure",
+        "fold.steps: must be >= 1, is 0",
+        "fold.lr: must be positive, is 0.0",
+        "fold.window: must be positive, is -1.0",
+        "fold.clash_weight: must be >= 0, is -1.0",
+    ):
+        assert message in problems, problems
+    with pytest.raises(Exception, match="fold.stepz"):
+        _predict_problems(["fold.stepz=3"])  # the schema rejects unknown keys
