@@ -10,13 +10,11 @@ with its figures to `out_dir`. The console script ``rna-hpc-evaluate`` is this f
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
+from rna_hpc.cli import user_errors
 from rna_hpc.config import CONFIG_DIR, entry_checks, validate
-from rna_hpc.errors import RnaHpcError
 from rna_hpc.job.lineage import log_evaluation
 from rna_hpc.launch import validated_by
 
@@ -25,7 +23,7 @@ from rna_hpc.launch import validated_by
 @validated_by(entry_checks("evaluate"))
 def main(cfg: DictConfig) -> float:
     """Entry point: `python -m rna_hpc.evaluate predictions=... labels=...`; returns the model's mean TM-score."""
-    try:
+    with user_errors():
         validate(cfg, "evaluate")
         from rna_hpc.evaluation.pipeline import evaluate
 
@@ -40,9 +38,6 @@ def main(cfg: DictConfig) -> float:
             run_id=cfg.get("run_id"),
         )
         log_evaluation(cfg, result)
-    except RnaHpcError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
     return result["mean"]["model"]["tm"]
 
 

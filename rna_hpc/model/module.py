@@ -16,9 +16,8 @@ from rna_hpc.checkpoint.partial_load import load_checkpoint_file, partial_load
 from rna_hpc.errors import CheckpointError, ConfigError
 from rna_hpc.model.lora import apply_lora, trainable_names
 from rna_hpc.model.network import STAGES, build_network
-from rna_hpc.model.settings import lora_config, loss_config, model_config, plain
+from rna_hpc.model.settings import lora_config, loss_config, model_config, optim_config, plain
 
-DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3, "weight_decay": 0.01}
 VAL_SEED = 1234  # validation noise and samples are seeded per batch, so val metrics are comparable across epochs
 NET_PREFIX = "net."  # the module holds the network as `net`
 
@@ -57,7 +56,8 @@ class RNA3DModule(pl.LightningModule):
         self.shape_cfg = plain(shape or {})  # the other shape-defining subtrees (data.featurizer), for resume checks
         settings, lora_settings = model_config(model), lora_config(lora)  # typed once here, then passed down
         self.model_cfg, self.lora_cfg = plain(settings), plain(lora_settings)  # for hparams and checkpoints
-        self.loss_cfg, self.optim_cfg = plain(loss or {}), plain(optim or {})
+        self.optim_settings = optim_config(optim)
+        self.loss_cfg, self.optim_cfg = plain(loss or {}), plain(self.optim_settings)
         self.loss_weights = loss_config(self.loss_cfg)
         self.objective = objective
         self.save_hyperparameters(
@@ -70,7 +70,7 @@ class RNA3DModule(pl.LightningModule):
         self.lora_enabled = bool(lora_settings.enabled)
         apply_lora(self.net, lora_settings)
         self.strict_loading = not self.lora_enabled  # LoRA checkpoints hold trainable weights only
-        self.ema_decay = float(self.optim_cfg.get("ema_decay", 0.0) or 0.0)
+        self.ema_decay = float(self.optim_settings.ema_decay)
         self._ema: dict[str, Tensor] | None = None  # moving average of the trainable weights (ema_decay > 0)
         self._raw: dict[str, Tensor] | None = None  # the trained weights while the average is swapped in
 
@@ -156,12 +156,9 @@ class RNA3DModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict:
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = make_optimizer(self.optim_cfg.get("optimizer") or DEFAULT_OPTIMIZER, params)
-        schedule = WarmupCosine(
-            self.optim_cfg.get("warmup_steps", 0) or 0,
-            self.trainer.estimated_stepping_batches,
-            self.optim_cfg.get("min_lr_ratio", 1.0),
-        )
+        optim = self.optim_settings
+        optimizer = make_optimizer(plain(optim.optimizer), params)
+        schedule = WarmupCosine(optim.warmup_steps, self.trainer.estimated_stepping_batches, optim.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from rna_hpc.config.schema import LoraConfig, LossConfig, ModelConfig
+from rna_hpc.config.schema import LoraConfig, LossConfig, ModelConfig, OptimConfig, TrainConfig
 from rna_hpc.config.validate import model_problems
 from rna_hpc.errors import ConfigError
 
@@ -128,6 +128,14 @@ def lora_config(value: Any) -> LoraConfig:
     if cfg.enabled and (cfg.r < 1 or cfg.alpha <= 0 or not cfg.target_modules):
         raise ConfigError("lora: r must be >= 1, alpha > 0 and target_modules non-empty when lora.enabled")
     return cfg
+
+
+def optim_config(value: Any) -> OptimConfig:
+    """A resolved OptimConfig; without one, the schema's own (its ``lr: ${lr}`` at the schema's ``lr``)."""
+    if not value:
+        node = OmegaConf.create({"lr": TrainConfig.lr, "optim": OmegaConf.structured(OptimConfig)})
+        return OmegaConf.to_object(node.optim)  # type: ignore[return-value]
+    return typed(OptimConfig, value, "optim")
 
 
 def loss_config(value: Any) -> LossConfig:

@@ -2,4 +2,4 @@
 
 from rna_hpc.status import main
 
-main()
+raise SystemExit(main())

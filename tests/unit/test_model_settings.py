@@ -47,7 +47,7 @@ def _containers(*overrides: str) -> dict:
 
 def test_the_module_types_each_settings_group_once(counting: _CountingOmegaConf) -> None:
     module = RNA3DModule(**_containers("lora=default"))
-    assert counting.merges == {"ModelConfig": 1, "LoraConfig": 1, "LossConfig": 1}
+    assert counting.merges == {"ModelConfig": 1, "LoraConfig": 1, "LossConfig": 1, "OptimConfig": 1}
     assert module.lora_enabled and isinstance(module.loss_weights, LossConfig)
     assert module.net.config.trunk.c_s == module.model_cfg["trunk"]["c_s"]
 
@@ -70,3 +70,16 @@ def test_a_resolved_instance_passes_as_it_is_and_the_rest_is_typed() -> None:
     assert settings.model_config(ModelConfig(_target_="elsewhere.Net"))._target_ == ModelConfig._target_
     with pytest.raises(ConfigError, match="model.merger.single_in: 40 must equal"):
         settings.model_config(ModelConfig(merger=MergerConfig(single_in=40, c_z=32)))
+
+
+def test_optimizer_defaults_are_the_schemas() -> None:
+    from rna_hpc.config.schema import OptimConfig, TrainConfig
+
+    module = RNA3DModule(model=ModelConfig())
+    schema = OptimConfig()
+    assert module.optim_settings.warmup_steps == schema.warmup_steps == 50
+    assert module.optim_settings.min_lr_ratio == schema.min_lr_ratio
+    assert module.optim_settings.optimizer["lr"] == TrainConfig.lr  # the schema's lr: ${lr} at the schema's lr
+    given = RNA3DModule(model=ModelConfig(), optim={"warmup_steps": 3, "optimizer": {"lr": 0.5}})
+    assert given.optim_settings.warmup_steps == 3 and given.optim_settings.min_lr_ratio == schema.min_lr_ratio
+    assert given.optim_settings.optimizer["lr"] == 0.5
