@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=str(default_data_dir()), help="Kaggle-layout folder")
     p.add_argument("--out", default=str(REPO / "outputs" / "benchmarks" / "quality"), help="output folder")
     p.add_argument("--candidates", default=CANDIDATES, help="sources of the ranked submission (comma-separated)")
+    p.add_argument(
+        "--predict", nargs="*", default=[], help="extra overrides of both predictions (e.g. template_search=structure)"
+    )
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides of the training config")
     return p.parse_args(argv)
 
@@ -128,6 +131,7 @@ def predict_and_score(ckpt: str, args: argparse.Namespace, candidates: str, out:
         f"candidates=[{candidates}]",
         f"templates_dir={data}" if "template" in candidates else "templates_dir=null",
         f"hydra.run.dir={out / 'predict'}",
+        *args.predict,
     ]
     evaluate = [
         sys.executable,
