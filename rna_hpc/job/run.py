@@ -23,8 +23,8 @@ from rna_hpc.job.lineage import apply_determinism, log_training_run
 from rna_hpc.job.resume import check_config_compatible, find_resume_checkpoint, shape_config
 from rna_hpc.job.trainer import build_trainer
 from rna_hpc.launch.env import JobContext, check_world_size, export_torch_distributed_env
-from rna_hpc.launch.failure import record_failure
 from rna_hpc.launch.identity import RunIdentity
+from rna_hpc.launch.node_side import record_failure
 from rna_hpc.launch.resources import GPU_ACCELERATORS
 
 log = logging.getLogger(__name__)

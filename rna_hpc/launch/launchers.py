@@ -34,7 +34,7 @@ from rna_hpc.config.checks import checks_of
 from rna_hpc.errors import TrainingFailed
 from rna_hpc.launch import preflight, requeue
 from rna_hpc.launch.compose import SweepConfigLoader
-from rna_hpc.launch.failure import consolidate_declared, within_requeue_limit
+from rna_hpc.launch.node_side import consolidate_declared, within_requeue_limit
 from rna_hpc.launch.plan import JobChecker, PlannedJob, ShapeGroup, array_chunks, plan_sweep
 from rna_hpc.launch.report import dry_run_scripts, failure_summary, sweep_summary, task_error
 from rna_hpc.launch.shared_call import SharedCall

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from rna_hpc import compat
 from rna_hpc.errors import RequeueLimitReached
-from rna_hpc.launch.failure import within_requeue_limit
+from rna_hpc.launch.node_side import within_requeue_limit
 
 SLURM_TASK = {"SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_JOB_ID": "77", "SLURM_JOB_NAME": "my_app"}
 

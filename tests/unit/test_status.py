@@ -15,8 +15,8 @@ from rna_hpc.checkpoint.io import atomic_write_text, sha256_file
 from rna_hpc.checkpoint.manifest import build_manifest, write_manifest
 from rna_hpc.launch.accounting import parse_sacct
 from rna_hpc.launch.env import JobContext
-from rna_hpc.launch.failure import record_failure
 from rna_hpc.launch.identity import RunIdentity
+from rna_hpc.launch.node_side import record_failure
 from rna_hpc.launch.record import JobRecord, SweepRecord, write_sweep_record
 from rna_hpc.status import collect, main
 
