@@ -350,7 +350,7 @@ class PredictConfig:
     candidates: list[str] = field(default_factory=lambda: ["model", "ss_model"])  # ranked together by confidence
     templates_dir: str | None = None  # a Kaggle folder whose train split adds template candidates
     ss_ensemble: str = "tilt"  # ss variants after the MFE one: tilt (tilted loops) | boltzmann (sampled pairings)
-    template_search: str = "sequence"  # sequence (alignment score) | structure (also agreement of predicted pairs)
+    template_search: str = "structure"  # structure (identity + agreement of predicted pairs) | sequence (alignment)
     fold: FoldConfig = field(default_factory=FoldConfig)  # settings of the fold candidates
     batch_size: int = 4
     seed: int = 0

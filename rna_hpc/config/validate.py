@@ -303,7 +303,7 @@ def predict_inputs(cfg: DictConfig) -> list[str]:
     ensemble = _get(cfg, "ss_ensemble", "tilt")
     if ensemble not in SS_ENSEMBLES:
         problems.append(f"ss_ensemble: {ensemble!r} is not one of {', '.join(SS_ENSEMBLES)}")
-    search = _get(cfg, "template_search", "sequence")
+    search = _get(cfg, "template_search", "structure")
     if search not in TEMPLATE_SEARCHES:
         problems.append(f"template_search: {search!r} is not one of {', '.join(TEMPLATE_SEARCHES)}")
     problems.extend(fold_settings(cfg))

@@ -42,9 +42,10 @@ def test_predict_writes_five_ranked_models_per_target_that_evaluate_scores(
         header = next(csv.reader(fh))
     assert header[:3] == ["ID", "resname", "resid"] and header[-1] == "z_5"
     log = (out / "predict.log").read_text()
-    for tid in TARGETS:  # ranked from several sources, the secondary-structure prior always among them
+    for tid in TARGETS:  # ranked from several sources, with their confidences
         line = next(row for row in log.splitlines() if f"{tid}: " in row)
-        assert "ss_model_" in line and "confidence" in line, line
+        names = line.split(f"{tid}: ", 1)[1].split(" (confidence")[0].split(", ")
+        assert len(names) == 5 and len({n.rsplit("_", 1)[0] for n in names}) >= 2 and "confidence" in line, line
 
     proc = run(
         "rna_hpc.evaluate",
