@@ -165,7 +165,9 @@ def assert_told_once(storage: Storage, study: optuna.Study) -> None:
 
 
 def assert_jobs_ran_their_own_trial(storage: Storage, trials: list[optuna.trial.FrozenTrial]) -> None:
-    nums = [t.user_attrs["job_num"] for t in trials]
+    unnumbered = [t.number for t in trials if "job_num" not in t.user_attrs]  # killed while the sweeper asked them
+    assert all(trials[n].user_attrs.get("orphaned") for n in unnumbered), unnumbered
+    nums = [t.user_attrs["job_num"] for t in trials if "job_num" in t.user_attrs]
     assert len(nums) == len(set(nums)), "two trials share a Hydra job number"
     for t in trials:
         if not t.user_attrs.get("orphaned"):
