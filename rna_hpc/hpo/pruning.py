@@ -64,11 +64,12 @@ def _load_study(storage_spec: str, study_name: str) -> Any:
     )
 
 
-def report_and_should_prune(trial_cfg: Any, step: int, value: float) -> bool:
+def report_and_should_prune(trial_cfg: Any, step: int, value: float, last: bool = False) -> bool:
     """Report ``value`` at ``step`` for the trial named by ``trial_cfg``; True when the job must stop now.
 
     True means the stage's pruner pruned the trial (now recorded as PRUNED) or the trial was already finished
-    by someone else (a previous attempt of a requeued job, or a restarted sweeper that gave it up). A trial of a
+    by someone else (a previous attempt of a requeued job, or a restarted sweeper that gave it up). The ``last``
+    report of a run is never pruned: the trial has done its work and completes with it. A trial of a
     multi-objective study reports nothing and is never pruned.
     """
     import optuna
@@ -90,7 +91,7 @@ def report_and_should_prune(trial_cfg: Any, step: int, value: float) -> bool:
         trial.report(float(value), int(step))
     except optuna.exceptions.UpdateFinishedTrialError:
         return True
-    if not trial.should_prune():
+    if last or not trial.should_prune():
         return False
     run_dir = _hydra_output_dir()
     if run_dir is not None:  # the sweeper cannot add it once the trial is finished
@@ -136,7 +137,8 @@ def _make_callback_class() -> type:
                 raise ConfigError(f"trial pruning: metric '{self.monitor}' was not logged in validation ({logged})")
             stop = False
             if trainer.is_global_zero:
-                stop = report_and_should_prune(self.trial_cfg, trainer.current_epoch, float(value))
+                last = 0 < (trainer.max_epochs or 0) <= trainer.current_epoch + 1  # the run's final validation
+                stop = report_and_should_prune(self.trial_cfg, trainer.current_epoch, float(value), last)
             stop = bool(trainer.strategy.broadcast(stop, src=0))
             if stop:
                 self.pruned = True

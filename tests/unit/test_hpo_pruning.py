@@ -40,6 +40,16 @@ def test_reports_until_the_stage_pruner_prunes(tmp_path: Path) -> None:
     assert study.trials[trial.number].intermediate_values == {0: 0.1, 1: 0.9, 2: 0.2}
 
 
+def test_the_last_report_is_never_pruned(tmp_path: Path) -> None:
+    spec, study = _study(tmp_path, THRESHOLD)
+    trial = study.ask()
+    cfg = {"study_name": "s", "storage": spec, "number": trial.number, "stage": 0}
+    assert report_and_should_prune(cfg, 0, 0.9) is False
+    assert report_and_should_prune(cfg, 1, 0.2, last=True) is False  # below the threshold, but the run is done
+    frozen = study.trials[trial.number]
+    assert frozen.state == TrialState.RUNNING and frozen.intermediate_values == {0: 0.9, 1: 0.2}
+
+
 def test_without_a_pruner_nothing_is_pruned(tmp_path: Path) -> None:
     spec, study = _study(tmp_path, None)
     trial = study.ask()

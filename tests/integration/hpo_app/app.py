@@ -40,7 +40,7 @@ def main(cfg: DictConfig) -> float:
     for epoch in range(epochs):
         time.sleep(pause)
         value = final * (epoch + 1) / epochs
-        if is_trial_job(cfg.trial) and report_and_should_prune(cfg.trial, epoch, value):
+        if is_trial_job(cfg.trial) and report_and_should_prune(cfg.trial, epoch, value, last=epoch == epochs - 1):
             return value
     return value
 
