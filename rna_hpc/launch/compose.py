@@ -20,8 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rna_hpc import compat
-from rna_hpc.launch import preflight
-from rna_hpc.launch.plan import CheckedJob, JobChecker
+from rna_hpc.launch.plan import CheckedJob, JobChecker, not_composed
 
 
 class JobComposer:
@@ -133,7 +132,7 @@ class SweepConfigLoader(ConfigLoader):
         try:
             cfg = self.composer(master_config).compose(sweep_overrides)
         except Exception as err:  # a job whose overrides do not compose: name it and go on with the others
-            return CheckedJob(None, [f"job #{num} {sweep_overrides}: does not compose: {preflight.one_line(err)}"])
+            return not_composed(num, sweep_overrides, err)
         return self.checker(cfg, num, sweep_overrides)
 
     def launched(self, next_num: int) -> None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from rna_hpc.errors import ConfigError
 
 
@@ -25,6 +27,13 @@ def _component(value: Any, key: str) -> str:
 def _is_multirun(hydra_cfg: Any) -> bool:
     mode = hydra_cfg.get("mode")
     return getattr(mode, "name", str(mode)).upper().endswith("MULTIRUN")
+
+
+def has_run_layout(cfg: Any) -> bool:
+    """Whether a job's config has rna_hpc's run layout (``paths.shared_dir`` and ``experiment_name``)."""
+    return (
+        OmegaConf.select(cfg, "paths.shared_dir") is not None and OmegaConf.select(cfg, "experiment_name") is not None
+    )
 
 
 @dataclass(frozen=True)

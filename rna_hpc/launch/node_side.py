@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rna_hpc.errors import RequeueLimitReached
 from rna_hpc.launch.env import JobContext, check_requeue_limit
-from rna_hpc.launch.identity import RunIdentity
+from rna_hpc.launch.identity import RunIdentity, has_run_layout
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def record_failure(err: BaseException, identity: RunIdentity, ctx: JobContext) -
 
 def job_identity(cfg: DictConfig, hydra_cfg: Any) -> RunIdentity:
     """The running job's identity: rna_hpc's run layout when the app has it, else its run dir for both dirs."""
-    if OmegaConf.select(cfg, "paths.shared_dir") is not None and OmegaConf.select(cfg, "experiment_name") is not None:
+    if has_run_layout(cfg):
         return RunIdentity.from_hydra(cfg, hydra_cfg)
     run_dir = Path(str(hydra_cfg.runtime.output_dir))
     num = hydra_cfg.job.get("num")

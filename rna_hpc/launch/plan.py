@@ -25,7 +25,7 @@ from rna_hpc import compat
 from rna_hpc.config.checks import Check, run_checks
 from rna_hpc.errors import ConfigError
 from rna_hpc.launch import preflight, resources
-from rna_hpc.launch.identity import RunIdentity
+from rna_hpc.launch.identity import RunIdentity, has_run_layout
 
 
 class SweepRejected(ConfigError, CompactHydraException):
@@ -108,7 +108,7 @@ def as_running_job(cfg: DictConfig, num: int) -> Iterator[None]:
 def _identity(cfg: DictConfig, problems: list[str]) -> RunIdentity | None:
     """The run identity of a job with rna_hpc's run layout (``paths.shared_dir``, ``experiment_name``), else None."""
     try:
-        if OmegaConf.select(cfg, "paths.shared_dir") is None or OmegaConf.select(cfg, "experiment_name") is None:
+        if not has_run_layout(cfg):
             return None
         return RunIdentity.from_hydra(cfg, cfg.hydra)
     except ConfigError as err:
@@ -126,6 +126,11 @@ class CheckedJob:
     problems: list[str]
 
 
+def not_composed(num: int, overrides: list[str], err: BaseException) -> CheckedJob:
+    """The finding of a job whose overrides do not compose: named, so the plan goes on with the others."""
+    return CheckedJob(None, [f"job #{num} {overrides}: does not compose: {preflight.one_line(err)}"])
+
+
 class JobChecker:
     """The launcher's checks (``preflight``) and the app's declared ones on one composed job config."""
 
@@ -138,7 +143,7 @@ class JobChecker:
             try:
                 params = preflight.launcher_params(cfg)
             except Exception as err:
-                return CheckedJob(None, [f"job #{num} {overrides}: does not compose: {preflight.one_line(err)}"])
+                return not_composed(num, overrides, err)
             with as_running_job(cfg, num):
                 problems = [preflight.unwrap(message) for message in run_checks(self.checks, cfg)]
                 problems += preflight.job_problems(cfg, params, slurm=self.slurm, unwritable=self.unwritable)
