@@ -1,4 +1,4 @@
-"""Every private API of Hydra, submitit and Lightning that rna_hpc touches, in one place.
+"""Every private API of Hydra, OmegaConf, submitit, Lightning and Optuna that rna_hpc touches, in one place.
 
 Each function wraps one private name and is covered by ``tests/unit/test_compat.py``, whose failures name the
 dependency and its installed version: an upgrade that changes one of them breaks here, not in five modules. Nothing
@@ -40,6 +40,11 @@ PRIVATE_APIS: dict[str, tuple[str, ...]] = {
         "pytorch_lightning.loggers.mlflow.MLFlowLogger._artifact_location",
     ),
     "omegaconf": ("omegaconf.base.parse", "omegaconf.basecontainer.BaseContainer._content"),
+    "optuna": (
+        "optuna.study.Study._storage",
+        "optuna.study.Study._study_id",
+        "optuna.trial.Trial._cached_frozen_trial",
+    ),
 }
 
 
@@ -144,6 +149,29 @@ def missing_keys(cfg: DictConfig, skip: Sequence[str] = ()) -> list[str]:
                 yield from walk(child, f"{prefix}{key}.")
 
     return list(walk(cfg, ""))
+
+
+# ---- Optuna -----------------------------------------------------------------------------------------------------
+
+
+def trial_id(study: Any, number: int) -> int:
+    """The storage id of trial ``number`` of ``study``; KeyError when the study has no such trial."""
+    return study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+
+
+def stored_trial(study: Any, number: int) -> Any:
+    """Trial ``number`` of ``study`` as the storage has it now (a ``FrozenTrial``), without listing the study."""
+    return study._storage.get_trial(trial_id(study, number))
+
+
+def set_stored_user_attr(study: Any, number: int, key: str, value: Any) -> None:
+    """Set a user attribute of trial ``number`` (unfinished) from outside its objective, as ``Trial.set_user_attr``."""
+    study._storage.set_trial_user_attr(trial_id(study, number), key, value)
+
+
+def trial_state(trial: Any) -> Any:
+    """The state an ``optuna.trial.Trial`` was created with (read from the storage when it was constructed)."""
+    return trial._cached_frozen_trial.state
 
 
 # ---- submitit ---------------------------------------------------------------------------------------------------

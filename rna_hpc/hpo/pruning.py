@@ -17,6 +17,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from rna_hpc import compat
 from rna_hpc.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -80,12 +81,12 @@ def report_and_should_prune(trial_cfg: Any, step: int, value: float, last: bool 
     if len(study.directions) > 1:  # optuna reports and prunes single-objective trials only
         return False
     try:
-        trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+        trial = optuna.trial.Trial(study, compat.trial_id(study, number))
     except KeyError as e:
         raise ConfigError(f"trial.number: study '{study_name}' has no trial {number}") from e
-    trial = optuna.trial.Trial(study, trial_id)
-    if trial._cached_frozen_trial.state.is_finished():
-        log.warning("trial %s #%d is already %s: stopping", study_name, number, trial._cached_frozen_trial.state.name)
+    state = compat.trial_state(trial)
+    if state.is_finished():
+        log.warning("trial %s #%d is already %s: stopping", study_name, number, state.name)
         return True
     try:
         trial.report(float(value), int(step))

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from rna_hpc import compat
+
 log = logging.getLogger(__name__)
 
 ORPHAN_REASON = "orphaned: left RUNNING by a sweeper that stopped; its budget is re-issued"
@@ -22,8 +24,8 @@ def fail_orphans(study: Any) -> list[int]:
 
     orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in orphans:
-        study._storage.set_trial_user_attr(t._trial_id, "orphaned", True)
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", ORPHAN_REASON)
+        compat.set_stored_user_attr(study, t.number, "orphaned", True)
+        compat.set_stored_user_attr(study, t.number, "fail_reason", ORPHAN_REASON)
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         if t.params and "retry_of" not in t.user_attrs:
             study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})

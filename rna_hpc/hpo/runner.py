@@ -119,7 +119,7 @@ def outcome_of(ret: Any, n_objectives: int = 1) -> Outcome:
         return Outcome("FAIL", reason=f"launcher: {type(ret).__name__}: {ret}")
     run_dir = _run_dir(ret)
     if ret.status != JobStatus.COMPLETED:
-        err = ret._return_value
+        err = compat.returned_value(ret)
         return Outcome("FAIL", reason=f"{type(err).__name__}: {err}", run_dir=run_dir)
     values, problem = objective_values(ret.return_value, n_objectives)
     if problem:
@@ -173,15 +173,14 @@ def finish_trial(study: Any, number: int, outcome: Outcome) -> TrialEnd:
     """Tell the study the outcome, unless the job already finished the trial (PRUNED)."""
     from optuna.trial import TrialState
 
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    frozen = study._storage.get_trial(trial_id)
+    frozen = compat.stored_trial(study, number)
     if outcome.run_dir and frozen.state == TrialState.RUNNING:
-        study._storage.set_trial_user_attr(trial_id, "run_dir", outcome.run_dir)
+        compat.set_stored_user_attr(study, number, "run_dir", outcome.run_dir)
     if frozen.state.is_finished():
         return TrialEnd(frozen.state.name)
     if outcome.state == "COMPLETE":
         return TrialEnd("COMPLETE", _tell(study, number, outcome.values, TrialState.COMPLETE))
-    study._storage.set_trial_user_attr(trial_id, "fail_reason", outcome.reason)
+    compat.set_stored_user_attr(study, number, "fail_reason", outcome.reason)
     log.warning("%s #%d failed: %s", study.study_name, number, outcome.reason)
     return TrialEnd("FAIL", _tell(study, number, None, TrialState.FAIL))
 

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rna_hpc import compat
 from rna_hpc.hpo.errors import SweepConfigError
 from rna_hpc.loggers.mlflow_store import allow_file_store, ensure_experiment
 
@@ -52,9 +53,7 @@ class TrialTracker:
         """One MLflow run for trial ``number`` of ``study`` (finished); its run id."""
         from mlflow.entities import Metric, Param, RunTag
 
-        trial = study._storage.get_trial(
-            study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-        )
+        trial = compat.stored_trial(study, number)
         start, end = _ms(trial.datetime_start), _ms(trial.datetime_complete)
         attrs = study.user_attrs
         tags = {

@@ -50,6 +50,40 @@ def test_the_check_sees_a_variable_read(tmp_path: Path) -> None:
     assert _env_names(probe) == [(3, "SLURM_JOB_ID")]
 
 
+def _private_names_used(path: Path, names: set[str]) -> list[tuple[int, str]]:
+    """Attribute accesses and imports of ``names`` (a dependency's private names) in one source file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in names:
+            found.append((node.lineno, node.attr))
+        elif isinstance(node, ast.ImportFrom) and node.module and "._internal" in f".{node.module}":
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.ImportFrom):
+            found += [(node.lineno, a.name) for a in node.names if a.name in names]
+    return found
+
+
+def test_private_apis_of_dependencies_are_touched_in_compat_only() -> None:
+    from rna_hpc import compat
+
+    names = {name.rsplit(".", 1)[-1] for names in compat.PRIVATE_APIS.values() for name in names}
+    names = {n for n in names if n.startswith("_")}
+    found = [
+        f"{path.relative_to(REPO)}:{line}: {name}"
+        for root in (PACKAGE, REPO / "hydra_plugins")
+        for path in sorted(root.rglob("*.py"))
+        if path != PACKAGE / "compat.py"
+        for line, name in _private_names_used(path, names)
+    ]
+    assert found == [], "reach a dependency's private API through rna_hpc.compat (with a contract test) instead"
+
+
+def test_the_private_api_check_sees_a_use(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("from hydra._internal.utils import x\nstudy._storage.get_trial(1)\nself._own = 1\n")
+    assert _private_names_used(probe, {"_storage"}) == [(1, "hydra._internal.utils"), (2, "_storage")]
+
+
 def test_import_contracts_hold() -> None:
     lint = Path(sys.executable).parent / "lint-imports"
     proc = subprocess.run([str(lint), "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -168,3 +168,25 @@ def test_every_private_api_has_a_contract() -> None:
     source = Path(__file__).read_text()
     named = set(re.findall(r'contract\(\s*"([^"]+)"\s*\)', source))
     assert declared - named == set(), "private APIs in rna_hpc.compat without a contract test"
+
+
+def test_trials_are_read_and_annotated_through_the_study_storage() -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    study.ask()
+    with contract("optuna.study.Study._storage"), contract("optuna.study.Study._study_id"):
+        compat.set_stored_user_attr(study, 0, "run_dir", "/scratch/run0")
+        frozen = compat.stored_trial(study, 0)
+        assert (frozen.number, frozen.state, frozen.user_attrs) == (0, TrialState.RUNNING, {"run_dir": "/scratch/run0"})
+        try:
+            compat.trial_id(study, 1)
+        except KeyError:
+            pass
+        else:
+            raise AssertionError("no KeyError for a trial number the study does not have")
+    study.tell(0, 1.0)
+    with contract("optuna.trial.Trial._cached_frozen_trial"):
+        assert compat.trial_state(optuna.trial.Trial(study, compat.trial_id(study, 0))) == TrialState.COMPLETE
