@@ -24,14 +24,28 @@ class SamplerConfig:
     seed: int | None = None  # a resumed stage uses seed + (trials already in the study), so it never repeats
 
 
+# Every argument of each Optuna 5 sampler and pruner is a key (tests/unit/test_hpo_configs.py compares them with
+# the constructors); None where Optuna's default is None. Callables and sampler objects (``gamma``,
+# ``constraints_func``, ``independent_sampler``, ...) are nodes with a ``_target_`` (``_partial_: true`` for a
+# function), instantiated with the sampler.
+
+
 @dataclass
 class TPESamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.TPESampler"
+    consider_prior: bool | None = None
+    prior_weight: float | None = None
+    consider_magic_clip: bool | None = None
+    consider_endpoints: bool | None = None
     n_startup_trials: int = 10
     n_ei_candidates: int = 24
-    multivariate: bool = False
+    gamma: Any = None
+    weights: Any = None
+    multivariate: bool | None = False
     group: bool = False
+    warn_independent_sampling: bool | None = None
     constant_liar: bool = False  # True: trials in flight count as bad guesses (fewer duplicates with n_jobs > 1)
+    constraints_func: Any = None
 
 
 @dataclass
@@ -48,11 +62,19 @@ class GridSamplerConfig(SamplerConfig):
 @dataclass
 class CmaEsSamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.CmaEsSampler"
-    n_startup_trials: int = 1
+    x0: dict[str, Any] | None = None
     sigma0: float | None = None
-    restart_strategy: str | None = None
+    n_startup_trials: int = 1
+    independent_sampler: Any = None
+    warn_independent_sampling: bool = True
     consider_pruned_trials: bool = False
+    restart_strategy: str | None = None
+    popsize: int | None = None
+    inc_popsize: int = -1
     use_separable_cma: bool = False
+    with_margin: bool = False
+    lr_adapt: bool = False
+    source_trials: Any = None
 
 
 @dataclass
@@ -60,27 +82,40 @@ class QMCSamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.QMCSampler"
     qmc_type: str = "sobol"
     scramble: bool = True
+    independent_sampler: Any = None
+    warn_asynchronous_seeding: bool = True
+    warn_independent_sampling: bool = True
 
 
 @dataclass
 class GPSamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.GPSampler"  # Gaussian-process Bayesian optimization (torch, scipy)
+    independent_sampler: Any = None
     n_startup_trials: int = 10
     deterministic_objective: bool = False
+    constraints_func: Any = None
+    warn_independent_sampling: bool = True
 
 
 @dataclass
 class NSGAIISamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.NSGAIISampler"  # genetic, for multi-objective searches
     population_size: int = 50
+    mutation: Any = None
     mutation_prob: float | None = None
+    crossover: Any = None
     crossover_prob: float = 0.9
     swapping_prob: float = 0.5
+    constraints_func: Any = None
+    elite_population_selection_strategy: Any = None
+    child_generation_strategy: Any = None
+    after_trial_strategy: Any = None
 
 
 @dataclass
 class NSGAIIISamplerConfig(NSGAIISamplerConfig):
     _target_: str = "optuna.samplers.NSGAIIISampler"  # NSGA-II with reference points, for many objectives
+    reference_points: Any = None
     dividing_parameter: int = 3
 
 
@@ -111,6 +146,7 @@ class SuccessiveHalvingPrunerConfig:
     min_resource: Any = "auto"
     reduction_factor: int = 4
     min_early_stopping_rate: int = 0
+    bootstrap_count: int = 0
 
 
 @dataclass
@@ -119,6 +155,7 @@ class HyperbandPrunerConfig:
     min_resource: int = 1
     max_resource: Any = "auto"
     reduction_factor: int = 3
+    bootstrap_count: int = 0
 
 
 @dataclass
@@ -210,6 +247,7 @@ def register() -> None:
     cs.store(group="hydra/sweeper", name="staged_optuna", node=StagedOptunaSweeperConf, provider=PROVIDER)
     samplers = {
         "tpe": TPESamplerConfig,
+        "motpe": TPESamplerConfig,  # hydra-optuna-sweeper's multi-objective TPE: Optuna's TPESampler handles both
         "random": RandomSamplerConfig,
         "grid": GridSamplerConfig,
         "cmaes": CmaEsSamplerConfig,

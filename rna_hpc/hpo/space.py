@@ -5,10 +5,11 @@ The vocabulary is hydra-optuna-sweeper's:
 | override | distribution |
 |---|---|
 | ``x=interval(0.1, 0.9)`` | ``FloatDistribution(0.1, 0.9)`` |
+| ``n=int(interval(2, 64))``, ``n=tag(int, interval(2, 64))`` | ``IntDistribution(2, 64)`` |
 | ``lr=tag(log, interval(1e-4, 3e-3))`` | ``FloatDistribution(1e-4, 3e-3, log=True)`` |
-| ``n=tag(int, interval(2, 64))``, ``tag(log, int, interval(2, 64))`` | ``IntDistribution(2, 64[, log=True])`` |
-| ``n=range(1, 9, 2)`` | ``IntDistribution(1, 7, step=2)`` (the values Hydra's range yields: the end is excluded) |
-| ``w=range(0.0, 1.0, 0.25)`` | ``FloatDistribution(0.0, 0.75, step=0.25)`` |
+| ``n=tag(log, int(interval(2, 64)))``, ``tag(log, int, interval(2, 64))`` | ``IntDistribution(2, 64, log=True)`` |
+| ``n=range(1, 9, 2)`` | ``IntDistribution(1, 9, step=2)`` (the end is included, as in hydra-optuna-sweeper) |
+| ``w=range(0.0, 1.0, 0.25)`` | ``FloatDistribution(0.0, 1.0, step=0.25)`` |
 | ``model=choice(tiny, base)`` | ``CategoricalDistribution(["tiny", "base"])`` (also config-group choices) |
 
 Any other override (``trainer.max_epochs=3``) is fixed: passed unchanged to every trial.
@@ -69,23 +70,25 @@ def _distribution(override: Any) -> Any:
                 raise ValueError(f"choice values must be str, int, float, bool or null, got {type(c).__name__}")
         return CategoricalDistribution(choices)
     if override.is_range_sweep():
-        values = list(override.sweep_iterator())
-        if not values:
-            raise ValueError(f"empty range {override.get_value_string()}")
-        if value.step <= 0:
+        start, stop, step = value.start, value.stop, value.step
+        if step <= 0:
             raise ValueError("range needs a positive step")
-        if all(isinstance(v, int) for v in values) and isinstance(value.step, int):
-            return IntDistribution(values[0], values[-1], step=value.step)
-        return FloatDistribution(float(values[0]), float(values[-1]), step=float(value.step))
+        if stop < start:
+            raise ValueError(f"empty range {override.get_value_string()}")
+        high = start + math.floor((stop - start) / step + 1e-9) * step  # the last value on the step grid
+        if all(isinstance(v, int) for v in (start, stop, step)):
+            return IntDistribution(start, int(high), step=step)
+        return FloatDistribution(float(start), float(high), step=float(step))
     if override.is_interval_sweep():
-        low, high, log = float(value.start), float(value.end), "log" in tags
+        low, high, log = value.start, value.end, "log" in tags
+        as_int = "int" in tags or (isinstance(low, int) and isinstance(high, int))
         if not low < high:
             raise ValueError(f"interval needs low < high, got ({low}, {high})")
         if log and low <= 0:
             raise ValueError(f"a log interval needs low > 0, got {low}")
-        if "int" in tags:
+        if as_int:
             return IntDistribution(math.ceil(low), math.floor(high), log=log)
-        return FloatDistribution(low, high, log=log)
+        return FloatDistribution(float(low), float(high), log=log)
     raise ValueError(f"unsupported sweep '{override.get_value_string()}'")
 
 

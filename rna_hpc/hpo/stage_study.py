@@ -125,7 +125,7 @@ def make_sampler(node: Any, space: Mapping[str, Any], n_existing: int) -> Any:
     if str(cfg["_target_"]).endswith("GridSampler"):
         cfg["search_space"] = grid_choices(space)
     try:
-        return instantiate(cfg)
+        return instantiate(cfg, _convert_="all")  # plain dicts and lists (x0, reference points), not DictConfigs
     except Exception as e:
         raise SweepConfigError(f"hydra.sweeper.sampler: cannot build {cfg['_target_']}: {e}") from e
 

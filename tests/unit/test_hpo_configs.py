@@ -197,3 +197,38 @@ def test_a_list_of_objective_names_validates_each_name() -> None:
     assert [p for p in collect_problems(bad) if p.startswith("objective")] == [
         "objective: 'val/tmm' is never logged; choose from ['val/tm', 'val/rmsd', 'val/loss', 'train/loss']"
     ]
+
+
+@pytest.mark.parametrize("group", ["sampler", "pruner"])
+def test_every_sampler_and_pruner_takes_every_argument_of_its_optuna_class(group: str) -> None:
+    import inspect
+
+    from hydra.core.config_store import ConfigStore
+
+    from hydra_plugins.rna_hpc_staged_optuna.config import PROVIDER
+
+    nodes = ConfigStore.instance().repo["hydra"]["sweeper"][group]
+    assert len(nodes) >= 8
+    for name, entry in nodes.items():
+        assert entry.provider == PROVIDER
+        keys = set(entry.node) - {"_target_"}
+        cls = get_method(entry.node["_target_"])
+        params = inspect.signature(cls.__init__).parameters.values()
+        wanted = {p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        assert keys == wanted, f"{group}/{name}: missing {sorted(wanted - keys)}, unknown {sorted(keys - wanted)}"
+
+
+def test_upstream_sampler_keys_build_the_sampler() -> None:
+    from hydra_plugins.rna_hpc_staged_optuna.config import TPESamplerConfig
+    from rna_hpc.hpo.stage_study import make_sampler
+
+    space, _ = parse_search_space(["x=interval(-1.0, 1.0)"])
+    node = OmegaConf.merge(
+        OmegaConf.structured(TPESamplerConfig),
+        {"consider_endpoints": True, "prior_weight": 2.0, "warn_independent_sampling": False, "seed": 3},
+    )
+    sampler = make_sampler(node, space, n_existing=2)
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: t.suggest_float("x", -1.0, 1.0) ** 2, n_trials=3)
+    assert len(study.trials) == 3

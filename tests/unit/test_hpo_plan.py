@@ -29,20 +29,29 @@ def test_override_grammar_maps_to_optuna_distributions() -> None:
         [
             "lr=tag(log, interval(1e-4, 3e-3))",
             "x=interval(-1, 1)",
+            "i=int(interval(1, 5))",
+            "il=tag(log, int(interval(1, 64)))",
             "n=tag(int, interval(2, 64))",
             "r=tag(log, int, interval(2, 64))",
-            "k=range(1, 10, 2)",
+            "k=range(1, 9, 2)",
+            "k10=range(1, 10, 2)",
             "w=range(0.0, 1.0, 0.25)",
+            "h=range(-5.5, 5.5, step=0.5)",
             "model=choice(tiny, base)",
             "trainer.max_epochs=3",
         ]
     )
     assert space["lr"] == FloatDistribution(1e-4, 3e-3, log=True)
     assert space["x"] == FloatDistribution(-1.0, 1.0)
+    # as hydra-optuna-sweeper: int(interval(...)) is an int parameter, a range includes its end
+    assert space["i"] == IntDistribution(1, 5)
+    assert space["il"] == IntDistribution(1, 64, log=True)
     assert space["n"] == IntDistribution(2, 64)
     assert space["r"] == IntDistribution(2, 64, log=True)
-    assert space["k"] == IntDistribution(1, 9, step=2)  # Hydra's range excludes its end
-    assert space["w"] == FloatDistribution(0.0, 0.75, step=0.25)
+    assert space["k"] == IntDistribution(1, 9, step=2)
+    assert space["k10"] == IntDistribution(1, 9, step=2)  # the last value on the step grid
+    assert space["w"] == FloatDistribution(0.0, 1.0, step=0.25)
+    assert space["h"] == FloatDistribution(-5.5, 5.5, step=0.5)
     assert space["model"] == CategoricalDistribution(["tiny", "base"])
     assert fixed == {"trainer.max_epochs": "trainer.max_epochs=3"}
 
