@@ -24,7 +24,7 @@ from rna_hpc.hpo import report, resume, runner, stage_study, tracking
 from rna_hpc.hpo.errors import SweepConfigError
 from rna_hpc.hpo.narrowing import pareto_front, select_top
 from rna_hpc.hpo.refit import run_refit
-from rna_hpc.hpo.space import format_value, merge_overrides, params_to_overrides, parse_search_space
+from rna_hpc.hpo.space import format_value, merge_overrides, override_key, params_to_overrides, parse_search_space
 from rna_hpc.hpo.stages import Refit, Stage, build_refit, build_stages, plan_description, stage_study_name
 from rna_hpc.hpo.storage import display_url, make_storage, resolve_storage_spec, write_storage_record
 
@@ -273,6 +273,16 @@ class StagedOptunaSweeperImpl(Sweeper):
         trial = study.ask(fixed_distributions=space)
         if self.hook is not None:
             self.hook(self.config, trial)
+            fixed = {override_key(o) for o in (*search.fixed, *stage.overrides)}
+            overlap = sorted(set(trial.params).difference(space) & fixed)
+            if overlap:  # as hydra-optuna-sweeper: a parameter is either searched or fixed
+                from optuna.trial import TrialState
+
+                study.tell(trial.number, state=TrialState.FAIL)
+                raise SweepConfigError(
+                    f"hydra.sweeper.custom_search_space: {self.s['custom_search_space']} suggests "
+                    f"{', '.join(overlap)}, which the overrides also fix; drop one of them"
+                )
         identity = [
             f"++trial.study_name={study.study_name}",
             f"++trial.storage={format_value(search.spec)}",

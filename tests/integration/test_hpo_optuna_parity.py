@@ -15,6 +15,7 @@ import yaml
 from optuna.trial import TrialState
 from optuna_app import apps
 
+from rna_hpc.hpo.errors import SweepConfigError, SweepError
 from rna_hpc.hpo.narrowing import select_top
 from rna_hpc.hpo.storage import make_storage
 
@@ -167,7 +168,6 @@ def test_multi_objective_narrows_and_refits_from_the_pareto_front(
 
 
 def test_wrong_number_of_objectives_is_a_failed_trial(hydra_sweep_runner: Callable, tmp_path: Path) -> None:
-    from rna_hpc.hpo.errors import SweepError
 
     sweep, out = run_sweep(
         hydra_sweep_runner,
@@ -221,3 +221,14 @@ def test_custom_search_space_adds_conditional_params(hydra_sweep_runner: Callabl
             x, z, w = t.params["x"], t.params["z"], t.params["+w"]
             assert x - 0.5 <= z <= x + 0.5 and 0.0 <= w <= 1.0
             assert t.value == pytest.approx(x**2 + t.params["y"] ** 2 + z**2 + w)  # the job saw z and w
+
+
+def test_custom_search_space_refuses_a_param_the_overrides_fix(hydra_sweep_runner: Callable, tmp_path: Path) -> None:
+    sweep, out = run_sweep(
+        hydra_sweep_runner, tmp_path, "custom-search-space", apps.sphere_with_z, "hydra.sweeper.n_trials=2", "z=0.25"
+    )
+    with pytest.raises(SweepConfigError, match=r"custom_search_space: optuna_app.apps.configure suggests z, which"):
+        with sweep:
+            pass
+    assert not (out / "0").exists()  # refused before the first job
+    assert [t.state for t in load(out, "custom-search-space-s0").trials] == [TrialState.FAIL]
