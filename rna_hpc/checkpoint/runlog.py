@@ -3,8 +3,9 @@
 ``<shared>/<experiment>/runs.jsonl`` is the experiment's lineage log: what ran (``kind``, ``run_id``), from which
 config (``config_hash``), code (``git``) and data (``data_hash``), what it wrote (``outputs``: path -> sha256) and
 what it scored (``metrics``). Concurrent jobs of a sweep append to the same file: each writer takes an exclusive
-``fcntl`` lock on ``runs.jsonl.lock``, writes its whole line with one ``write`` call and fsyncs before unlocking,
-so lines never interleave and none is lost. A line is strict JSON (non-finite numbers become null).
+POSIX lock (``lockf``, which NFS clients share through the server) on ``runs.jsonl.lock``, writes its whole line
+with one ``write`` call and fsyncs before unlocking, so lines never interleave and none is lost. A line is strict
+JSON (non-finite numbers become null).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ LOCK_SUFFIX = ".lock"
 
 @contextmanager
 def locked(path: str | Path) -> Iterator[None]:
-    """Hold an exclusive ``fcntl`` lock on ``<path>.lock`` (created beside it) for the block."""
+    """Hold an exclusive POSIX lock on ``<path>.lock`` (created beside it) for the block."""
     lock_path = Path(path).with_name(Path(path).name + LOCK_SUFFIX)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.lockf(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock

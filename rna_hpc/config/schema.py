@@ -357,7 +357,8 @@ class PredictConfig:
     shards: int = 1  # jobs the prediction is split over (with -m: one array of `shards` jobs, merged at the end)
     shard: int = 0  # which of them this job is (set by the sweep: hydra.sweeper.params in conf/predict.yaml)
     results_dir: str = "${hydra:sweep.dir}/results"  # where the shards' PDB files and merged submission go
-    runs_log: str | None = "${paths.shared_dir}/default/runs.jsonl"  # one line per prediction; null: none
+    experiment_name: str = "default"  # the experiment whose runs.jsonl gets the prediction's line
+    runs_log: str | None = "${paths.shared_dir}/${experiment_name}/runs.jsonl"  # one line per prediction; null: none
     data: DataConfig = MISSING
     trainer: TrainerConfig = MISSING  # accelerator (cpu, gpu) and devices (1: one device per prediction job)
     paths: PathsConfig = MISSING

@@ -78,11 +78,15 @@ def test_cli(tmp_path: Path, rna3d_dir: Path, helix_submission: Path) -> None:
         f"predictions={helix_submission}",
         f"labels={rna3d_dir / 'val_labels.csv'}",
         f"hydra.run.dir={run_dir}",
+        f"paths.shared_dir={tmp_path / 'shared'}",
+        "experiment_name=exp1",
         cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
     assert "R1108" in proc.stdout and "mean" in proc.stdout
     assert json.loads((run_dir / "evaluation.json").read_text())["n_targets"] == 3
+    (line,) = (tmp_path / "shared" / "exp1" / "runs.jsonl").read_text().splitlines()  # the experiment's log
+    assert json.loads(line)["kind"] == "evaluate"
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, rna3d_dir: Path) -> None:
