@@ -103,6 +103,26 @@ def test_params_file_is_the_composition_of_conf(clone: Path) -> None:
     out.unlink()
 
 
+def test_the_committed_lock_is_the_current_code(clone: Path) -> None:
+    """dvc.lock was refreshed after the last change of code, config or parameters (`make repro`, then commit it):
+    in the clean clone only the outputs are missing. Runs before the first repro rewrites the lock."""
+    status = dvc(clone, "status", "--json")
+    assert status.returncode == 0, status.stderr[-2000:]
+    stale = []
+    for stage, changes in json.loads(status.stdout).items():
+        for change in changes:
+            if not isinstance(change, dict):
+                stale.append(f"{stage}: {change}")
+                continue
+            for kind, paths in change.items():
+                for path, state in paths.items() if isinstance(paths, dict) else [(str(paths), "")]:
+                    missing = state in ("deleted", "not in cache")
+                    missing_output = missing and (kind == "changed outs" or path.startswith("outputs/"))
+                    if not missing_output:
+                        stale.append(f"{stage}: {kind} {path} {state}".strip())
+    assert stale == [], "dvc.lock is stale; run `make repro` and commit dvc.lock: " + "; ".join(stale)
+
+
 def test_first_repro_runs_every_stage_then_nothing(clone: Path, first_run: subprocess.CompletedProcess) -> None:
     assert first_run.returncode == 0, first_run.stdout[-3000:] + first_run.stderr[-3000:]
     assert _ran(first_run) == list(STAGES)
@@ -154,6 +174,8 @@ def test_forced_retrain_is_bit_identical(clone: Path, first_run: subprocess.Comp
     assert forced.returncode == 0, forced.stdout[-3000:]
     first, second = [r for r in read_records(clone / RUNS) if r["kind"] == "train"][:2]
     assert first["parameters_sha256"] == second["parameters_sha256"]
+    ckpts = {k: v for k, v in first["outputs"].items() if k.endswith(".ckpt")}
+    assert ckpts and ckpts == {k: second["outputs"][k] for k in ckpts}  # the checkpoint files, byte for byte
     assert first["config_hash"] == second["config_hash"] and first["data_hash"] == second["data_hash"]
 
 
