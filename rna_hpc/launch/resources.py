@@ -128,6 +128,17 @@ def request_problems(params: Mapping[str, Any], partition: str, offers: Sequence
                 f"hydra.launcher.{key}: the job asks {wanted} {unit} per node, but no node of {where} offers more "
                 f"than {getattr(best, figure)} ({best.name}{detail})"
             )
+    if problems:
+        return problems
+    # each figure fits some node; the job needs `nodes` nodes that hold all of them at once
+    fitting = [n for n in offers if all(wanted <= getattr(n, figure) for _, figure, wanted, _ in wants)]
+    if len(fitting) < nodes:
+        asked = ", ".join(f"{wanted} {unit}" for _, _, wanted, unit in wants if wanted)
+        offered = "; ".join(f"{n.name}: {n.gpus} GPU(s), {n.cpus} CPU(s), {n.mem_mb} MB" for n in offers[:4])
+        problems.append(
+            f"hydra.launcher: the job asks {asked} on each of {nodes} node(s), but {len(fitting)} node(s) of {where} "
+            f"hold all of it at once ({offered})"
+        )
     return problems
 
 

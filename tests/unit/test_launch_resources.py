@@ -82,3 +82,16 @@ def test_a_request_the_nodes_can_hold_passes() -> None:
 def test_a_request_above_every_node_names_the_node_figure(shape: dict, message: str) -> None:
     problems = resources.request_problems(shape, "debug", NODES)
     assert [p for p in problems if p.startswith(message)], problems
+
+
+def test_a_request_needs_nodes_that_hold_every_figure_at_once() -> None:
+    mixed = [NodeOffer("gpu1", cpus=4, mem_mb=8000, gres="gpu:8"), NodeOffer("cpu1", cpus=64, mem_mb=256000, gres="")]
+    shape = {"gpus_per_node": 8, "tasks_per_node": 8, "cpus_per_task": 4}  # 8 GPUs and 32 CPUs on one node
+    (problem,) = resources.request_problems(shape, "mixed", mixed)
+    assert problem.startswith(
+        "hydra.launcher: the job asks 8 GPU(s), 32 CPU(s) on each of 1 node(s), but 0 node(s) of partition 'mixed' "
+        "hold all of it at once (gpu1: 8 GPU(s), 4 CPU(s), 8000 MB; cpu1: 0 GPU(s), 64 CPU(s), 256000 MB)"
+    ), problem
+    assert resources.request_problems({"gpus_per_node": 8, "tasks_per_node": 1}, "mixed", mixed) == []
+    two = resources.request_problems({"nodes": 2, "gpus_per_node": 1}, "mixed", mixed)
+    assert two and "on each of 2 node(s), but 1 node(s)" in two[0]
