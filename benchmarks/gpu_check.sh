@@ -7,7 +7,9 @@
 # 4. one checkpoint (python -m rna_hpc.train trainer=gpu), the validation split predicted on GPU and on CPU with the
 #    same seed: the TM-score between the two predictions of each target (expect >= 0.99)
 # Settings: GPU_CHECK_STEPS (40), GPU_CHECK_OUT (outputs/gpu_check, or $OUT/gpu_check), GPU_CHECK_VENV (.venv-gpu),
-# RNA_HPC_DATA (the real set when present there; the embedded synthetic set otherwise), GPU_CHECK_TARGETS (12).
+# RNA_HPC_DATA (the real set when present there; the embedded synthetic set otherwise), GPU_CHECK_TARGETS (12),
+# GPU_CHECK_WHEELS (a folder of wheels: pip installs from it alone, for machines without a package index),
+# GPU_CHECK_TORCH (2.13.0: the torch version required; "any" accepts the machine's CUDA build, and says which).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,9 +25,16 @@ T0=$SECONDS
 say() { printf '== [%4ss] %s\n' "$((SECONDS - T0))" "$*"; }
 fail() { echo "gpu_check: $*" >&2; exit 1; }
 
-cuda_torch() {  # exit 0 when $1 imports a CUDA build of torch 2.13.0 that sees a GPU
-  "$1" -c 'import sys, torch; sys.exit(0 if torch.__version__.startswith("2.13.0") and torch.version.cuda
-           and torch.cuda.is_available() else 1)' 2>/dev/null
+TORCH=${GPU_CHECK_TORCH:-2.13.0}
+PIP=(-m pip install -q --no-compile)
+if [ -n "${GPU_CHECK_WHEELS:-}" ]; then
+  PIP+=(--no-index --find-links "$GPU_CHECK_WHEELS")
+fi
+
+cuda_torch() {  # exit 0 when $1 imports a CUDA build of torch $TORCH (or any with TORCH=any) that sees a GPU
+  TORCH=$TORCH "$1" -c 'import os, sys, torch; want = os.environ["TORCH"]
+sys.exit(0 if (want == "any" or torch.__version__.startswith(want)) and torch.version.cuda
+         and torch.cuda.is_available() else 1)' 2>/dev/null
 }
 
 say "machine"
@@ -36,15 +45,22 @@ mkdir -p "$RESULTS"
 say "environment ($VENV)"
 if [ ! -x "$PY" ]; then
   python3 -m venv --system-site-packages "$VENV"  # reuses a CUDA torch the machine already has
+  # python3 may itself be a venv, whose packages --system-site-packages does not reach: link them in
+  python3 -c 'import site, sys; sys.exit(0 if sys.prefix != sys.base_prefix else 1)' &&
+    python3 -c 'import site; print("\n".join(site.getsitepackages()))' \
+      >"$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/machine-site.pth"
 fi
 if ! cuda_torch "$PY"; then
-  say "installing torch 2.13.0 (CUDA build)"
-  "$PY" -m pip install -q --no-compile "torch==2.13.0"
+  [ "$TORCH" != any ] || fail "no CUDA build of torch that sees a GPU on this machine"
+  say "installing torch $TORCH (CUDA build)"
+  "$PY" "${PIP[@]}" "torch==$TORCH" || fail "cannot install torch $TORCH (no package index? set GPU_CHECK_WHEELS)"
 fi
 cuda_torch "$PY" || fail "$("$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)')
-  is not a CUDA build of torch 2.13.0 that sees a GPU"
-"$PY" -m pip install -q --no-compile -r requirements.lock
-"$PY" -m pip install -q --no-compile --no-deps -e .
+  is not a CUDA build of torch $TORCH that sees a GPU"
+# the locked set without its torch line: the CUDA build above stays
+grep -v '^torch==' requirements.lock >"$RESULTS/requirements.txt"
+"$PY" "${PIP[@]}" -r "$RESULTS/requirements.txt" || fail "cannot install requirements.lock (set GPU_CHECK_WHEELS)"
+"$PY" "${PIP[@]}" --no-deps -e . || fail "cannot install the project"
 "$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, torch.cuda.get_device_name(0))'
 
 if [ -f "$DATA_DIR/val_sequences.csv" ]; then
