@@ -144,16 +144,21 @@ def ddp_strategy(cfg: DictConfig) -> Any:
     )
 
 
+def cluster_environment(cfg: DictConfig, ctx: JobContext, gpu_binding: str = "node") -> tuple[list[Any], int]:
+    """Lightning's cluster plugin for a process the launcher started, and the ``devices`` it trains on: one GPU
+    per task under ``gpu_binding=task`` on Slurm, else ``trainer.devices``."""
+    if not ctx.is_slurm:
+        return [], int(cfg.trainer.devices)
+    if gpu_binding == "task" and cfg.trainer.accelerator != "cpu":
+        return [OneGpuPerTaskSLURMEnvironment(cfg.trainer.devices)], 1
+    return [SLURMEnvironment(auto_requeue=False)], int(cfg.trainer.devices)  # submitit owns requeue
+
+
 def build_trainer(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, gpu_binding: str = "node") -> pl.Trainer:
     """A Trainer whose processes were started by the launcher: Lightning spawns nothing and never requeues."""
-    plugins: list[Any] = [AtomicCheckpointIO()]
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    per_task = ctx.is_slurm and gpu_binding == "task" and cfg.trainer.accelerator != "cpu"
-    if per_task:
-        plugins.append(OneGpuPerTaskSLURMEnvironment(cfg.trainer.devices))
-        kwargs["devices"] = 1
-    elif ctx.is_slurm:
-        plugins.append(SLURMEnvironment(auto_requeue=False))  # submitit owns requeue
+    environment, kwargs["devices"] = cluster_environment(cfg, ctx, gpu_binding)
+    plugins: list[Any] = [AtomicCheckpointIO(), *environment]
     strategy: Any = cfg.trainer.strategy
     world = cfg.trainer.devices * cfg.trainer.num_nodes
     if world > 1 and strategy in ("auto", "ddp"):

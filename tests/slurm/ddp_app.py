@@ -2,7 +2,7 @@
 
 Every rank writes ``rank<k>.json`` into the job's output dir: rank, world size, node, the all_reduce sum, a
 checksum of a seeded model broadcast from rank 0 (identical across ranks when DDP is wired right) and, on a GPU
-trainer, the GPU the task would use (``rna_hpc.job.devices``).
+trainer, the GPU the task would use (``rna_hpc.job.devices``) and the one Lightning picks for it.
 """
 
 from __future__ import annotations
@@ -21,14 +21,47 @@ register_configs()
 
 
 def _gpu(cfg: DictConfig) -> dict | None:
-    """On a GPU trainer: the device this task would train on, from what Slurm made visible (no CUDA call)."""
+    """On a GPU trainer: the device this task would train on, from what Slurm made visible, as rna_hpc checks it
+    and as Lightning picks it for a Trainer built with rna_hpc's cluster plugin (CUDA answered by stand-ins)."""
     if cfg.trainer.accelerator not in ("gpu", "cuda"):
         return None
-    from rna_hpc.job.devices import assign_device
+    from rna_hpc.job.devices import assign_device, visible_gpus
     from rna_hpc.launch.env import JobContext
 
     binding = HydraConfig.get().launcher.get("gpu_binding")
-    return assign_device(JobContext.from_env(), cfg.trainer.devices, binding).as_dict()
+    ctx = JobContext.from_env()
+    seen = assign_device(ctx, cfg.trainer.devices, binding).as_dict()
+    return {**seen, **_lightning_device(cfg, ctx, binding or "node", len(visible_gpus()))}
+
+
+def _lightning_device(cfg: DictConfig, ctx: object, binding: str, n_visible: int) -> dict:
+    """Lightning's root device and world size for this task; torch and Lightning are told ``n_visible`` GPUs exist
+    (the nodes' GPUs are stand-in devices), and nothing runs on them."""
+    from unittest import mock
+
+    import pytorch_lightning as pl
+
+    from rna_hpc.job.trainer import cluster_environment
+
+    plugins, devices = cluster_environment(cfg, ctx, binding)
+    with (
+        mock.patch("torch.cuda.is_available", return_value=True),
+        mock.patch("torch.cuda.device_count", return_value=n_visible),
+        mock.patch("lightning_fabric.accelerators.cuda.num_cuda_devices", return_value=n_visible),
+        mock.patch("pytorch_lightning.accelerators.cuda.num_cuda_devices", return_value=n_visible),
+    ):
+        trainer = pl.Trainer(
+            accelerator="gpu",
+            devices=devices,
+            num_nodes=cfg.trainer.num_nodes,
+            strategy="ddp",
+            plugins=plugins,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        return {"lightning_device": str(trainer.strategy.root_device), "lightning_world_size": trainer.world_size}
 
 
 def _all_reduce(cfg: DictConfig) -> dict:

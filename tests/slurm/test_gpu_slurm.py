@@ -47,6 +47,7 @@ def test_each_rank_of_a_2x2_gpu_job_sees_one_device(
         assert gpu["binding"] == binding
         assert len(gpu["visible"]) == (2 if binding == "node" else 1), gpu
         assert gpu["device"] == (f"cuda:{gpu['local_rank']}" if binding == "node" else "cuda:0")
+        assert gpu["lightning_device"] == gpu["device"] and gpu["lightning_world_size"] == 4, gpu  # Lightning's own
     # one device each: no two ranks of a node train on the same physical GPU
     assert len({(r["node"], r["gpu"]["physical"]) for r in records}) == 4, records
     script = next((tmp_path / "outputs/shared/submitit").glob("ddp_app/*/*/*_submission.sh")).read_text()
