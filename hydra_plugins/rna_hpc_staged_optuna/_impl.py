@@ -342,6 +342,9 @@ class StagedOptunaSweeperImpl(Sweeper):
             comment += f"\nrefit of #{sol['parent_trial']} over {sol['n']} seeds: {means}"
         report.write_best(search.results_dir, front[0].params, self._groups(), comment)
         results = report.write_optimization_results(search.results_dir, front, search.directions)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
+        if sweep_dir != search.results_dir:  # also where hydra-optuna-sweeper writes it, for the scripts reading it
+            report.write_optimization_results(sweep_dir, front, search.directions)
         if self.s.get("plots", True):
             report.write_plots(search.studies, search.results_dir)
         log.info("search %s done: %s\nbest params: %s (%s)", search.name, comment, results, "best_params.yaml")

@@ -75,17 +75,18 @@ def resume_point(cfg: DictConfig, identity: RunIdentity) -> str | None:
 def objective_value(trainer: pl.Trainer, cfg: DictConfig) -> float | list[float]:
     """The configured objective: the best monitored score when it is the monitored metric, else its last value.
 
-    A list of metric names (``objective=[val/tm,val/rmsd]``, a multi-objective search) gives one value each.
+    A list of metric names (``objective=[val/tm,val/rmsd]``, a multi-objective search) gives one value each, all
+    from the last validation, so the point on the Pareto front is one set of weights.
     """
-    names = objective_names(cfg.objective)
-    values = [_metric_value(trainer, cfg, name) for name in names]
-    return values if OmegaConf.is_list(cfg.objective) else values[0]
+    several = OmegaConf.is_list(cfg.objective)
+    values = [_metric_value(trainer, cfg, name, best=not several) for name in objective_names(cfg.objective)]
+    return values if several else values[0]
 
 
-def _metric_value(trainer: pl.Trainer, cfg: DictConfig, name: str) -> float:
+def _metric_value(trainer: pl.Trainer, cfg: DictConfig, name: str, best: bool = True) -> float:
     ckpt_cb = trainer.checkpoint_callback
     value = None
-    if name == cfg.checkpoint.monitor and ckpt_cb is not None and ckpt_cb.best_model_score is not None:
+    if best and name == cfg.checkpoint.monitor and ckpt_cb is not None and ckpt_cb.best_model_score is not None:
         value = float(ckpt_cb.best_model_score)
     elif name in trainer.callback_metrics:
         value = float(trainer.callback_metrics[name])

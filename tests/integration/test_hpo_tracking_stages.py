@@ -114,7 +114,9 @@ def test_results_dir_holds_the_search_files_apart_from_the_trial_run_dirs(
         f"hydra.sweeper.results_dir={shared}",
     )
     with sweep:
-        assert not (out / "optuna.journal").exists() and not (out / "optimization_results.yaml").exists()
+        assert not (out / "optuna.journal").exists()
+        # optimization_results.yaml also where hydra-optuna-sweeper writes it: the sweep dir
+        assert (out / "optimization_results.yaml").read_text() == (shared / "optimization_results.yaml").read_text()
         trials = load(shared, "sphere-s0").trials
         assert [t.user_attrs["run_dir"] for t in trials] == [str(out / str(n)) for n in range(3)]
         assert results(shared)["best_value"] == min(t.value for t in trials)
