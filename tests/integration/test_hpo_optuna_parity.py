@@ -232,3 +232,27 @@ def test_custom_search_space_refuses_a_param_the_overrides_fix(hydra_sweep_runne
             pass
     assert not (out / "0").exists()  # refused before the first job
     assert [t.state for t in load(out, "custom-search-space-s0").trials] == [TrialState.FAIL]
+
+
+@pytest.mark.parametrize("sampler", ["nsgaiii", "motpe", "tpe", "random", "gp", "qmc"])
+def test_every_multi_objective_sampler_finds_a_front(
+    sampler: str, hydra_sweep_runner: Callable, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    sweep, out = run_sweep(
+        hydra_sweep_runner,
+        tmp_path,
+        "multi-objective",
+        apps.binh_and_korn,
+        f"hydra/sweeper/sampler={sampler}",
+        "hydra.sweeper.sampler.seed=123",
+        "hydra.sweeper.n_trials=6",
+    )
+    with sweep:
+        study = load(out, "multi-objective-s0")
+        assert len(study.trials) == 6 and all(len(t.values) == 2 for t in study.trials)
+        assert f"(multi-objective-s0; {SAMPLERS['tpe' if sampler == 'motpe' else sampler]}, pruner none)" in caplog.text
+        solutions = results(out)["solutions"]
+        assert solutions and sorted(map(str, solutions)) == sorted(
+            str({"params": t.params, "values": t.values}) for t in study.best_trials
+        )
