@@ -215,6 +215,7 @@ class StagedOptunaSweeperImpl(Sweeper):
             )
         space = stage_study.stage_space(study)
         resume.fail_orphans(study)
+        self._track_earlier_trials(search, study)
         used, failed = resume.budget_used(study.get_trials(deepcopy=False))
         study.sampler = stage_study.make_sampler(stage.sampler, space, len(study.get_trials(deepcopy=False)))
         pruner = (study.user_attrs.get("pruner") or {}).get("_target_", "none")
@@ -251,6 +252,18 @@ class StagedOptunaSweeperImpl(Sweeper):
                 "stage '%s': %d objectives, so no pruning (%s is not used)", stage.name, len(search.directions), target
             )
         return None
+
+    @staticmethod
+    def _track_earlier_trials(search: Search, study: Any) -> None:
+        """Record the finished trials of a resumed stage that MLflow has no run of yet."""
+        if search.tracker is None:
+            return
+        try:
+            search.tracker.record_missing(study)
+        except Exception as e:  # a tracking store problem must not stop the search; it is logged
+            log.warning(
+                "MLflow: earlier trials of %s not recorded in %s: %s", study.study_name, search.tracker.tracking_uri, e
+            )
 
     @staticmethod
     def _tracking_hook(search: Search, study: Any) -> Any:

@@ -2,7 +2,9 @@
 
 One experiment per search (default: the study name), in a file store under the results dir unless
 ``hydra.sweeper.mlflow.tracking_uri`` names another store. The sweeper records a trial once it is finished (told
-by the sweeper, or PRUNED by its job), from what the study holds:
+by the sweeper, or PRUNED by its job), and when a stage starts, every finished trial of its study that has no run
+yet (a resumed search: trials that ended while no sweeper ran, orphans it gave up, a search tracked only now),
+from what the study holds:
 
 - params: the trial's parameters (``+``/``~`` prefixes dropped: MLflow keys do not allow them);
 - metrics: ``intermediate_value`` at each reported step, and the final ``value`` (several objectives:
@@ -81,6 +83,23 @@ class TrialTracker:
         )
         self.client.set_terminated(run.info.run_id, status=RUN_STATUS.get(trial.state.name, "FAILED"), end_time=end)
         return run.info.run_id
+
+    def recorded(self, study: Any) -> set[int]:
+        """Numbers of the trials of ``study`` that have a run in the experiment."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.study = '{study.study_name}'", max_results=50000
+        )
+        return {int(r.data.tags["trial_number"]) for r in runs if "trial_number" in r.data.tags}
+
+    def record_missing(self, study: Any) -> list[int]:
+        """Record every finished trial of ``study`` without a run (idempotent); their numbers."""
+        done = self.recorded(study)
+        missing = [t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.number not in done]
+        for number in missing:
+            self.record(study, number)
+        if missing:
+            log.info("MLflow: recorded %d earlier trial(s) of %s", len(missing), study.study_name)
+        return missing
 
 
 def make_tracker(settings: Any, results_dir: Path, study_name: str) -> TrialTracker | None:

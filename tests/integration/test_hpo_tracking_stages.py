@@ -62,6 +62,24 @@ def test_mlflow_records_every_trial_of_the_search(hydra_sweep_runner: Callable, 
         assert TrialState.PRUNED in states and TrialState.COMPLETE in states
 
 
+def test_a_resumed_search_records_the_trials_mlflow_has_not_seen(hydra_sweep_runner: Callable, tmp_path: Path) -> None:
+    """Tracking turned on for a search that already ran: each finished trial gets one run, once."""
+    keep = tmp_path / "search"  # the storage and results outlive each run's sweep dir (the runner removes it)
+    untracked = ["hydra/sweeper/sampler=random", f"hydra.sweeper.results_dir={keep}"]
+    sweep, _ = run_sweep(hydra_sweep_runner, tmp_path, "sphere", apps.sphere, *untracked, "hydra.sweeper.n_trials=3")
+    with sweep:
+        assert not (keep / "mlruns").exists()
+    uri = (keep / "mlruns").as_uri()
+    for n_trials in (3, 4):  # resumed with nothing left to run, then with one more trial
+        tracked = [*untracked, f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.mlflow.enabled=true"]
+        sweep, _ = run_sweep(hydra_sweep_runner, tmp_path, "sphere", apps.sphere, *tracked)
+        with sweep:
+            allow_file_store(uri)
+            client = MlflowClient(tracking_uri=uri)
+            runs = client.search_runs([client.get_experiment_by_name("sphere").experiment_id])
+            assert sorted(int(r.data.tags["trial_number"]) for r in runs) == list(range(n_trials))
+
+
 def test_only_stage_runs_one_stage_from_the_studies_in_storage(hydra_sweep_runner: Callable, tmp_path: Path) -> None:
     first, out = run_sweep(hydra_sweep_runner, tmp_path, "sphere", apps.sphere_by_epoch, *PRUNED_SPHERE)
     with first:
