@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks"
 
@@ -45,3 +47,16 @@ def test_gpu_check_script_parses_and_stops_on_a_machine_without_gpu(tmp_path: Pa
         assert proc.returncode == 1
         assert proc.stderr.strip() == "gpu_check: nvidia-smi not found: this machine has no NVIDIA driver"
         assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.slow
+def test_the_search_benchmark_compares_the_three_methods(tmp_path: Path, rna3d_dir: Path) -> None:
+    """One seed at the smallest budget (about 2.5 minutes): every method runs and the summary has its figures."""
+    cmd = [sys.executable, str(BENCHMARKS / "hpo_search.py"), "--seeds", "1", "--fraction", "0.01", "--epochs", "2"]
+    cmd += ["--data-dir", str(rna3d_dir)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = proc.stdout[proc.stdout.index("best val/tm mean +- sd") :]
+    for method in ("staged", "flat_tpe", "random"):
+        (row,) = [line.split() for line in summary.splitlines() if line.startswith(method)]
+        assert 0.0 < float(row[1]) < 1.0 and float(row[4]) == 8.0, row  # the best val/tm, 8 trial-epochs each
