@@ -27,6 +27,7 @@ from rna_hpc.hpo.refit import run_refit
 from rna_hpc.hpo.space import format_value, merge_overrides, override_key, params_to_overrides, parse_search_space
 from rna_hpc.hpo.stages import Refit, Stage, build_refit, build_stages, plan_description, stage_study_name
 from rna_hpc.hpo.storage import display_url, make_storage, resolve_storage_spec, write_storage_record
+from rna_hpc.hpo.trial_job import RecordsTrialResult
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class StagedOptunaSweeperImpl(Sweeper):
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
-            config=config, hydra_context=hydra_context, task_function=task_function
+            config=config, hydra_context=hydra_context, task_function=RecordsTrialResult(task_function)
         )
 
     def sweep(self, arguments: list[str]) -> Any:

@@ -14,55 +14,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from rna_hpc import compat
 from rna_hpc.errors import ConfigError
+from rna_hpc.hpo.trial_job import hydra_output_dir, identity, load_study
 
 log = logging.getLogger(__name__)
-
-_REQUIRED = ("study_name", "storage", "number")
-
-
-def _field(cfg: Any, name: str) -> Any:
-    if cfg is None:
-        return None
-    if isinstance(cfg, Mapping) or hasattr(cfg, "get"):
-        return cfg.get(name)
-    return getattr(cfg, name, None)
-
-
-def is_trial_job(trial_cfg: Any) -> bool:
-    """True when the sweeper started this job as a trial (``trial.number`` is set)."""
-    return _field(trial_cfg, "number") is not None
-
-
-def _identity(trial_cfg: Any) -> tuple[str, str, int]:
-    missing = [f"trial.{k}" for k in _REQUIRED if _field(trial_cfg, k) is None]
-    if missing:
-        raise ConfigError([f"{k}: must be set on a trial job (the sweeper passes it)" for k in missing])
-    return str(_field(trial_cfg, "study_name")), str(_field(trial_cfg, "storage")), int(_field(trial_cfg, "number"))
-
-
-@functools.lru_cache(maxsize=8)
-def _load_study(storage_spec: str, study_name: str) -> Any:
-    import optuna
-    from hydra.utils import instantiate
-
-    from rna_hpc.hpo.storage import make_storage
-
-    storage = make_storage(storage_spec)
-    try:
-        summary = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError as e:
-        raise ConfigError(f"trial.study_name: no study '{study_name}' in '{storage_spec}'") from e
-    pruner_cfg = summary.user_attrs.get("pruner")
-    pruner = instantiate(pruner_cfg) if pruner_cfg else optuna.pruners.NopPruner()
-    # The job never samples: a RandomSampler keeps Trial() construction cheap.
-    return optuna.load_study(
-        study_name=study_name, storage=storage, pruner=pruner, sampler=optuna.samplers.RandomSampler()
-    )
 
 
 def report_and_should_prune(trial_cfg: Any, step: int, value: float, last: bool = False) -> bool:
@@ -76,8 +34,8 @@ def report_and_should_prune(trial_cfg: Any, step: int, value: float, last: bool 
     import optuna
     from optuna.trial import TrialState
 
-    study_name, storage_spec, number = _identity(trial_cfg)
-    study = _load_study(storage_spec, study_name)
+    study_name, storage_spec, number = identity(trial_cfg)
+    study = load_study(storage_spec, study_name)
     if len(study.directions) > 1:  # optuna reports and prunes single-objective trials only
         return False
     try:
@@ -94,22 +52,12 @@ def report_and_should_prune(trial_cfg: Any, step: int, value: float, last: bool 
         return True
     if last or not trial.should_prune():
         return False
-    run_dir = _hydra_output_dir()
+    run_dir = hydra_output_dir()
     if run_dir is not None:  # the sweeper cannot add it once the trial is finished
         trial.set_user_attr("run_dir", run_dir)
     study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
     log.info("trial %s #%d pruned at step %d (value %.6g)", study_name, number, step, value)
     return True
-
-
-def _hydra_output_dir() -> str | None:
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    if not HydraConfig.initialized():
-        return None
-    run_dir = OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None, throw_on_missing=False)
-    return None if run_dir is None else str(run_dir)
 
 
 def _make_callback_class() -> type:
@@ -124,7 +72,7 @@ def _make_callback_class() -> type:
 
         def __init__(self, trial_cfg: Any, monitor: str = "val/tm") -> None:
             super().__init__()
-            _identity(trial_cfg)
+            identity(trial_cfg)
             self.trial_cfg = trial_cfg
             self.monitor = monitor
             self.pruned = False

@@ -1,8 +1,10 @@
-"""Resuming a search: give up trials a dead sweeper left RUNNING, count the budget used, continue job numbers.
+"""Resuming a search: finish the trials a dead sweeper left RUNNING, count the budget used, continue job numbers.
 
 Only one sweeper drives a study at a time, so when a sweeper starts, a RUNNING trial belongs to a sweeper that
-stopped (killed, node lost). It is marked FAIL with ``orphaned=True`` and its parameters are enqueued once more, so
-its budget is re-issued: orphaned trials do not count towards a stage's ``n_trials``, other finished trials do.
+stopped (killed, node lost). When its job finished and recorded its result (``job_result``, written by the trial
+job itself: ``rna_hpc.hpo.pruning.RecordsTrialResult``), the trial is told that result (``recovered=True``).
+Otherwise it is marked FAIL with ``orphaned=True`` and its parameters are enqueued once more, so its budget is
+re-issued: orphaned trials do not count towards a stage's ``n_trials``, other finished trials do.
 """
 
 from __future__ import annotations
@@ -19,10 +21,23 @@ ORPHAN_REASON = "orphaned: left RUNNING by a sweeper that stopped; its budget is
 
 
 def fail_orphans(study: Any) -> list[int]:
-    """Mark the study's RUNNING trials FAIL (orphaned) and enqueue their parameters again; their numbers."""
+    """Tell the study's RUNNING trials the result their job recorded, else mark them FAIL (orphaned) and enqueue
+    their parameters again; the numbers of the orphans."""
     from optuna.trial import TrialState
 
-    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    from rna_hpc.hpo.runner import objective_values
+    from rna_hpc.hpo.trial_job import RESULT_ATTR
+
+    left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    orphans = []
+    for t in left:
+        values, problem = objective_values(t.user_attrs.get(RESULT_ATTR), len(study.directions))
+        if RESULT_ATTR in t.user_attrs and not problem:
+            compat.set_stored_user_attr(study, t.number, "recovered", True)
+            study.tell(t.number, values if len(values) > 1 else values[0], skip_if_finished=True)
+            log.info("%s #%d: told the result its job recorded, %s", study.study_name, t.number, values)
+        else:
+            orphans.append(t)
     for t in orphans:
         compat.set_stored_user_attr(study, t.number, "orphaned", True)
         compat.set_stored_user_attr(study, t.number, "fail_reason", ORPHAN_REASON)

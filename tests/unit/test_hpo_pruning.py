@@ -9,8 +9,9 @@ import pytest
 from optuna.trial import TrialState
 
 from rna_hpc.errors import ConfigError
-from rna_hpc.hpo.pruning import is_trial_job, report_and_should_prune
+from rna_hpc.hpo.pruning import report_and_should_prune
 from rna_hpc.hpo.storage import make_storage
+from rna_hpc.hpo.trial_job import is_trial_job
 
 THRESHOLD = {"_target_": "optuna.pruners.ThresholdPruner", "lower": 0.5, "n_warmup_steps": 1}
 

@@ -15,7 +15,8 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from rna_hpc.hpo.pruning import is_trial_job, report_and_should_prune
+from rna_hpc.hpo.pruning import report_and_should_prune
+from rna_hpc.hpo.trial_job import is_trial_job
 
 
 def objective(cfg: DictConfig) -> float:

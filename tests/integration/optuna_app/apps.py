@@ -11,7 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rna_hpc.hpo.pruning import is_trial_job, report_and_should_prune
+from rna_hpc.hpo.pruning import report_and_should_prune
+from rna_hpc.hpo.trial_job import is_trial_job
 
 
 def sphere(cfg: DictConfig) -> float:
