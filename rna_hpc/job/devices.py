@@ -85,3 +85,18 @@ def inference_device(accelerator: str, cuda_available: bool, ctx: JobContext | N
         raise ConfigError(f"trainer.accelerator: {accelerator}, but torch sees no CUDA device on this machine")
     ctx = ctx or JobContext.from_env()
     return assign_device(ctx, 1).device if ctx.is_slurm else "cuda:0"
+
+
+def check_precision(precision: str, accelerator: str, cuda: object | None = None) -> None:
+    """A bf16 precision on a GPU without bf16 (before Ampere) is a ConfigError, before the first step fails."""
+    if not str(precision).startswith("bf16") or accelerator == "cpu":
+        return
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda
+    if cuda.is_available() and not cuda.is_bf16_supported():
+        raise ConfigError(
+            f"trainer.precision: {precision}, but {cuda.get_device_name()} has no bfloat16; "
+            "use 16-mixed or 32-true on this GPU"
+        )

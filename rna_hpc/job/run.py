@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rna_hpc.config.validate import objective_names
 from rna_hpc.errors import ConfigError, TrainingFailed
-from rna_hpc.job.devices import assign_device
+from rna_hpc.job.devices import assign_device, check_precision
 from rna_hpc.job.lineage import apply_determinism, log_training_run
 from rna_hpc.job.resume import check_config_compatible, find_resume_checkpoint, shape_config
 from rna_hpc.job.trainer import build_trainer
@@ -135,6 +135,7 @@ def run_training(cfg: DictConfig) -> float | list[float]:
     try:
         if ctx.is_slurm and cfg.trainer.accelerator in GPU_ACCELERATORS:  # one line per task that sees the wrong GPUs
             log.info("GPU %s", assign_device(ctx, cfg.trainer.devices, binding).as_dict())
+        check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
         return fit(cfg, ctx, identity, binding)
     except Exception as err:
         if ctx.is_global_zero:

@@ -97,3 +97,19 @@ def test_per_task_binding_gives_lightning_local_rank_zero(monkeypatch: pytest.Mo
     env.validate_settings(num_devices=1, num_nodes=2)  # Lightning runs devices=1 per task: no mismatch
     with pytest.raises(ValueError, match="num_nodes=1"):
         env.validate_settings(num_devices=1, num_nodes=1)
+
+
+def test_bf16_on_a_gpu_without_it_is_one_line() -> None:
+    from types import SimpleNamespace
+
+    from rna_hpc.job.devices import check_precision
+
+    def gpu(bf16: bool) -> SimpleNamespace:
+        name = "V100"
+        return SimpleNamespace(is_available=lambda: True, is_bf16_supported=lambda: bf16, get_device_name=lambda: name)
+
+    with pytest.raises(ConfigError, match=r"trainer.precision: bf16-mixed, but V100 has no bfloat16; use 16-mixed"):
+        check_precision("bf16-mixed", "gpu", gpu(False))
+    check_precision("bf16-mixed", "gpu", gpu(True))
+    check_precision("16-mixed", "gpu", gpu(False))
+    check_precision("bf16-mixed", "cpu", gpu(False))  # on CPU Lightning runs bf16 itself
