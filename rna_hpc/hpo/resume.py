@@ -2,7 +2,7 @@
 
 Only one sweeper drives a study at a time, so when a sweeper starts, a RUNNING trial belongs to a sweeper that
 stopped (killed, node lost). When its job finished and recorded its result (``job_result``, written by the trial
-job itself: ``rna_hpc.hpo.pruning.RecordsTrialResult``), the trial is told that result (``recovered=True``).
+job itself: ``rna_hpc.hpo.trial_job.RecordsTrialResult``), the trial is told that result (``recovered=True``).
 Otherwise it is marked FAIL with ``orphaned=True`` and its parameters are enqueued once more, so its budget is
 re-issued: orphaned trials do not count towards a stage's ``n_trials``, other finished trials do.
 """
