@@ -39,3 +39,23 @@ def test_sharded_prediction_on_slurm_equals_one_local_job(
     assert_merged_equals_one_job(sweep / "results", tmp_path / "one", shards=3)
     states = wait_final(tmp_path, 3)
     assert sorted(states.values()) == ["COMPLETED"] * 3 and len({j.split("_")[0] for j in states}) == 1  # one array
+
+
+def test_sharded_prediction_on_gpus_asks_one_gpu_per_job(checkpoint: Path, inputs: Path, tmp_path: Path) -> None:
+    out = run(
+        "rna_hpc.predict",
+        "-m",
+        "hydra/launcher=slurm",
+        f"ckpt={checkpoint}",
+        f"input={inputs}",
+        "trainer=gpu",
+        "shards=2",
+        "hydra.launcher.dry_run=true",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"paths.shared_dir={tmp_path / 'shared'}",
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "#SBATCH --gpus-per-node=1\n" in out.stdout and "#SBATCH --ntasks-per-node=1\n" in out.stdout, out.stdout
+    assert "#SBATCH --array=0-1" in out.stdout and "# dry run: nothing submitted" in out.stdout
