@@ -236,6 +236,8 @@ class LossConfig:
     distogram: float = 0.3
     torsion: float = 0.5
     lddt: float = 0.5  # smooth lDDT of the denoised coordinates
+    rollout: float = 0.0  # 1 - TM-score of a structure the sampler rolls out from the prior (gradients through it)
+    rollout_steps: int = 3  # denoising steps of that rollout (from sigma_max, as sampling)
 
 
 @dataclass

@@ -262,6 +262,19 @@ def run_settings(cfg: DictConfig) -> list[str]:
         problems.append(f"optim.ema_decay: must be in [0, 1) (0: off), is {ema}")
     if (_get(cfg, "lr") or 0) <= 0:
         problems.append(f"lr: must be positive, is {_get(cfg, 'lr')}")
+    return problems + loss_settings(cfg)
+
+
+def loss_settings(cfg: DictConfig) -> list[str]:
+    """Loss weights are not negative (0 turns a term off); a rollout takes at least one denoising step."""
+    loss = _get(cfg, "loss")
+    if loss is None:
+        return []
+    problems = [
+        f"loss.{key}: must be >= 0, is {value}" for key, value in loss.items() if key != "rollout_steps" and value < 0
+    ]
+    if loss.get("rollout_steps", 1) < 1:
+        problems.append(f"loss.rollout_steps: must be >= 1, is {loss.rollout_steps}")
     return problems
 
 

@@ -124,13 +124,19 @@ class Denoiser(nn.Module):
         b, n, _ = prior.shape
         cond = {k: v.repeat_interleave(n_samples, dim=0) for k, v in self.condition(cond).items()}
         prior, mask = prior.repeat_interleave(n_samples, dim=0), mask.repeat_interleave(n_samples, dim=0)
+        return self.integrate(cond, prior, mask, n_steps, generator).view(b, n_samples, n, 3)
+
+    def integrate(self, cond: dict[str, Tensor], prior: Tensor, mask: Tensor, n_steps: int, generator=None) -> Tensor:
+        """[B,L,3]: Euler steps of the probability-flow ODE from prior + sigma_max noise (gradients flow when enabled,
+        as in training's rollout loss)."""
         levels = self.noise_levels(n_steps, prior.device)
         # drawn where the generator lives: a CPU generator gives the same start on CPU and GPU (same seed, same fold)
         where = generator.device if generator is not None else prior.device
         noise = torch.randn(prior.shape, generator=generator, device=where, dtype=prior.dtype).to(prior.device)
         x = prior + levels[0] * noise
+        cond = self.condition(cond)
         for i in range(n_steps):
-            sigma = levels[i].expand(b * n_samples).to(prior.dtype)
+            sigma = levels[i].expand(prior.shape[0]).to(prior.dtype)
             denoised = self(x, sigma, prior, cond, mask)
             x = denoised if levels[i + 1] == 0 else x + (levels[i + 1] - levels[i]) * (x - denoised) / levels[i]
-        return x.view(b, n_samples, n, 3)
+        return x

@@ -1,4 +1,5 @@
-"""Training losses, all masked by observed residues: EDM denoising, distogram, virtual torsions, smooth lDDT."""
+"""Training losses, all masked by observed residues: EDM denoising, distogram, virtual torsions, smooth lDDT, and
+the TM-score of a structure rolled out from the prior by the sampler itself."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rna_hpc.errors import TrainingFailed
+from rna_hpc.evaluation.metrics import d0_rna, superpose_tm
 from rna_hpc.model.coords import pair_distances, superpose, virtual_torsions
 from rna_hpc.model.settings import loss_config
 
@@ -66,6 +68,33 @@ def lddt_loss(pred: Tensor, true: Tensor, coord_mask: Tensor) -> Tensor:
     return (1.0 - smooth_lddt(pred, true, coord_mask))[has].mean()
 
 
+def soft_tm(pred: Tensor, true: Tensor, coord_mask: Tensor) -> Tensor:
+    """TM-score [B] of ``pred`` against ``true`` (RNA d0 of the observed count) at the superposition TM-score's own
+    refinement finds from the fit of every observed residue; gradients flow through ``pred`` at that superposition."""
+    scores = []
+    for p, t, m in zip(pred, true, coord_mask, strict=True):
+        n = int(m.sum())
+        if n == 0:
+            scores.append(p.sum() * 0.0)
+            continue
+        p, t = p[m], t[m].to(p.dtype)
+        _, rot, shift = superpose_tm(p.detach().double().cpu().numpy(), t.double().cpu().numpy(), n, fragments=False)
+        moved = p @ torch.as_tensor(rot.T, dtype=p.dtype, device=p.device) + torch.as_tensor(
+            shift, dtype=p.dtype, device=p.device
+        )
+        d2 = ((moved - t) ** 2).sum(-1)
+        scores.append((1.0 / (1.0 + d2 / d0_rna(n) ** 2)).sum() / n)
+    return torch.stack(scores)
+
+
+def rollout_loss(pred: Tensor, true: Tensor, coord_mask: Tensor) -> Tensor:
+    """1 - `soft_tm`, averaged over targets with at least 3 observed residues."""
+    has = coord_mask.sum(dim=1) >= 3
+    if not has.any():
+        return pred.sum() * 0.0
+    return (1.0 - soft_tm(pred, true, coord_mask))[has].mean()
+
+
 def diffusion_loss(denoised: Tensor, target: Tensor, coord_mask: Tensor, weight: Tensor) -> Tensor:
     """EDM-weighted MSE of denoised vs true C1' after superposing the truth on the prediction (no gradient)."""
     aligned = superpose(target, denoised, coord_mask)
@@ -82,9 +111,12 @@ def compute_losses(net: RNA3DNet, batch: dict, out: dict, weights: Any, generato
         parts["distogram"] = distogram_loss(out["distogram_logits"], coords, cm, net.heads.distogram.bin_of)
     if w.torsion:
         parts["torsion"] = torsion_loss(out["torsion"], coords, cm)
-    if w.diffusion or w.lddt:
+    if w.diffusion or w.lddt or w.rollout:
         prior, has_prior = net.prior_for(batch)
         gen = net.generator
+        if w.rollout:
+            rolled = gen.integrate(out["cond"], prior, mask.bool(), w.rollout_steps, generator)
+            parts["rollout"] = rollout_loss(rolled, coords, cm)
         noisy, sigma, target, prior = gen.training_example(coords, cm, prior, mask, has_prior, generator)
         denoised = gen(noisy, sigma, prior, out["cond"], mask)
         if w.diffusion:

@@ -56,7 +56,14 @@ def test_lora_default_with_the_module_from_resolved_containers() -> None:
     counts = parameter_counts(module)
     assert module.lora_enabled and lora_layer_count(module.net) == 4 * cfg.model.trunk.n_blocks
     assert 0 < counts["trainable"] < counts["total"]
-    assert module.hparams["loss"] == {"diffusion": 1.0, "distogram": 0.3, "torsion": 0.5, "lddt": 0.5}
+    assert module.hparams["loss"] == {
+        "diffusion": 1.0,
+        "distogram": 0.3,
+        "torsion": 0.5,
+        "lddt": 0.5,
+        "rollout": 0.0,
+        "rollout_steps": 3,
+    }
     assert composed("lora=off").lora.enabled is False
 
 
