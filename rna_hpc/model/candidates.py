@@ -1,8 +1,8 @@
 """Candidate structures for prediction, by source, before ranking (`rna_hpc.evaluation.ranking`).
 
 Sources (``predict.candidates``):
-- ``model``: diffusion samples of the trained model around its configured prior (with the secondary-structure prior,
-  one sample per variant of it, see `model_samples`);
+- ``model``: diffusion samples of the trained model around its configured prior (with the secondary-structure or the
+  template prior, one sample per variant of it, see `model_samples`);
 - ``model_template``: diffusion samples refined from the best template hit (targets with a hit only);
 - ``fold``: variant k of the secondary-structure model refolded against the distances the model's distogram predicts
   (`rna_hpc.model.restraint_fold`);
@@ -111,16 +111,23 @@ def model_samples(
     seed: int = 0,
     ensemble: str = "tilt",
 ) -> np.ndarray:
-    """[B, n, L, 3] diffusion samples. With the secondary-structure prior, sample k refines variant k of it (0: the
-    prior itself, then loops and stems tilted at random or, with ``ensemble="boltzmann"``, other pairings sampled
-    from the Boltzmann ensemble, as the ``ss_model`` candidates), so the samples differ in their overall fold as well
-    as in detail; with another prior all n samples refine that one."""
-    if module.net.config.generator.prior != "ss_model" or "prior_coords" in batch:
+    """[B, n, L, 3] diffusion samples. Sample k refines variant k of the model's prior, so the samples differ in their
+    overall fold as well as in detail: with the secondary-structure prior, variant 0 is the prior itself, then loops
+    and stems tilted at random or, with ``ensemble="boltzmann"``, other pairings sampled from the Boltzmann ensemble
+    (as the ``ss_model`` candidates); with the template prior, the model of template hit k (as the ``template``
+    candidates; the secondary-structure variant where a target has fewer hits). With another prior, or
+    ``batch["prior_coords"]``, all n samples refine that one."""
+    kind, templates = module.net.config.generator.prior, module.net.templates
+    if kind not in ("ss_model", "template") or (kind == "template" and templates is None) or "prior_coords" in batch:
         return module.predict_coords(batch, n_samples=n, generator=generator).cpu().numpy()
     out = []
     for k in range(n):
         context = BaselineContext(sample=k, seed=seed, ensemble=ensemble)
-        prior = ss_priors(batch, sequences, context).to(batch["seq"].device)
+        if kind == "template":
+            prior = template_variants(sequences, templates, n, context, batch["seq"].shape[1])
+        else:
+            prior = ss_priors(batch, sequences, context)
+        prior = prior.to(batch["seq"].device)
         batch_k = batch | {"prior_coords": prior}
         out.append(module.predict_coords(batch_k, n_samples=1, generator=generator).cpu().numpy())
     return np.concatenate(out, axis=1)
@@ -131,6 +138,19 @@ def ss_priors(batch: dict, sequences: list[str], context: BaselineContext) -> to
     prior = torch.zeros(*batch["seq"].shape, 3)
     for b, seq in enumerate(sequences):
         prior[b, : len(seq)] = torch.as_tensor(ss_baseline(seq, context), dtype=torch.float32)
+    return prior
+
+
+def template_variants(
+    sequences: list[str], templates: TemplatePrior, n: int, context: BaselineContext, width: int
+) -> torch.Tensor:
+    """[B, width, 3] the model of template hit ``context.sample`` of each target (gaps from the ss model), or
+    variant ``context.sample`` of its secondary-structure model where it has fewer hits (zeros on padding)."""
+    prior = torch.zeros(len(sequences), width, 3)
+    for b, seq in enumerate(sequences):
+        models = templates.models(seq, n, prior=ss_baseline(seq, BaselineContext(seed=context.seed)))
+        xyz = models[context.sample] if context.sample < len(models) else ss_baseline(seq, context)
+        prior[b, : len(seq)] = torch.as_tensor(xyz, dtype=torch.float32)
     return prior
 
 

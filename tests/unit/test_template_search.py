@@ -63,3 +63,36 @@ def test_template_prior_searches_as_configured(index: TemplateIndex) -> None:
         TemplatePrior(index, search="fold")
     with pytest.raises(ValueError, match="template search"):
         index.search(query.sequence, 1, mode="fold")
+
+
+def test_sample_k_of_a_template_prior_model_refines_template_hit_k(index: TemplateIndex, rna3d_dir: Path) -> None:
+    """Like the secondary-structure variants, the samples of a template-prior model start from different folds:
+    an untrained model returns its priors, so its samples are the template candidates (the ss model past the hits)."""
+    import torch
+
+    from rna_hpc.data.datamodule import RNADataModule
+    from rna_hpc.data.dataset import collate
+    from rna_hpc.model.candidates import candidate_pools
+    from rna_hpc.model.module import RNA3DModule
+
+    query = _entry(index, "9ENC_D")
+    near = sorted((e for e in index.entries if e is not query), key=lambda e: abs(len(e.sequence) - 75))[:4]
+    others = TemplateIndex.build([(e.target_id, e.sequence, e.coords) for e in near])
+    templates = TemplatePrior(others, exclude_self=False, search="structure")
+    items = RNADataModule(seed=0, format="kaggle", dir=str(rna3d_dir)).predict_samples([("q", query.sequence)])
+    torch.manual_seed(0)
+    trunk = {"c_s": 16, "c_z": 8, "n_blocks": 1, "n_heads": 2}
+    generator = {"c_a": 16, "n_blocks": 1, "n_heads": 2, "n_steps": 3, "prior": "template"}
+    module = RNA3DModule(model={"trunk": trunk, "merger": {"single_in": 20, "c_cond": 16}, "generator": generator})
+    module.net.attach_templates(templates)
+    n_hits = len(templates.models(query.sequence, len(near)))
+    n = n_hits + 1  # one sample more than the target has hits
+    [pool] = candidate_pools(
+        module.eval(), collate(items), ["model", "template", "ss_model"], n, templates, torch.Generator().manual_seed(0)
+    )
+    got = dict(zip(pool.names, pool.coords, strict=True))
+    assert 1 <= n_hits == pool.sources.count("template") and pool.sources.count("model") == n
+    for k in range(n_hits):
+        np.testing.assert_allclose(got[f"model_{k}"], got[f"template_{k}"], atol=1e-3)
+    np.testing.assert_allclose(got[f"model_{n_hits}"], got[f"ss_model_{n_hits}"], atol=1e-3)
+    assert tm_score(got["model_1"], got["model_0"]) < 0.9  # different folds, not one prior n times
