@@ -97,7 +97,8 @@ def _job_fields(job: Any) -> dict[str, Any]:
     return {key: getattr(job, key, default) for key, default in _JOB_FIELDS.items()}
 
 
-def _metric(value: Any) -> float | str | None:
+def json_metric(value: Any) -> float | str | None:
+    """A metric as strict JSON holds it: a finite float, None for NaN/inf, or its text when not a number."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -127,7 +128,7 @@ def build_manifest(
         "slurm": _job_fields(job),
         "started_at": started_at,
         "ended_at": ended_at,
-        "metrics": {str(k): _metric(v) for k, v in sorted((metrics or {}).items())},
+        "metrics": {str(k): json_metric(v) for k, v in sorted((metrics or {}).items())},
         "artifacts": {k: dict(v) for k, v in sorted((artifacts or {}).items())},
     }
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rna_hpc.checkpoint.io import fsync_dir, sha256_file
-from rna_hpc.checkpoint.manifest import _metric, git_state, utc_now
+from rna_hpc.checkpoint.manifest import git_state, json_metric, utc_now
 from rna_hpc.checkpoint.scrub import scrub_values
 
 RUNLOG_NAME = "runs.jsonl"
@@ -62,7 +62,7 @@ def run_record(
         "git": git_state(),
         "data_hash": data_hash,
         "outputs": dict(sorted((outputs or {}).items())),
-        "metrics": {str(k): _metric(v) for k, v in sorted((metrics or {}).items())},
+        "metrics": {str(k): json_metric(v) for k, v in sorted((metrics or {}).items())},
         **extra,
     }
 

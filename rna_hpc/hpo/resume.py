@@ -31,8 +31,11 @@ def fail_orphans(study: Any) -> list[int]:
     left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     orphans = []
     for t in left:
-        values, problem = objective_values(t.user_attrs.get(RESULT_ATTR), len(study.directions))
-        if RESULT_ATTR in t.user_attrs and not problem:
+        if RESULT_ATTR not in t.user_attrs:
+            orphans.append(t)
+            continue
+        values, problem = objective_values(t.user_attrs[RESULT_ATTR], len(study.directions))
+        if not problem:
             compat.set_stored_user_attr(study, t.number, "recovered", True)
             study.tell(t.number, values if len(values) > 1 else values[0], skip_if_finished=True)
             log.info("%s #%d: told the result its job recorded, %s", study.study_name, t.number, values)
