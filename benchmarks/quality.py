@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -32,7 +33,12 @@ BASELINES = ("helix", "ss", "template")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=30.0, help="trainer.max_time in minutes (30: the target)")
-    p.add_argument("--threads", type=int, default=1, help="cores each step is pinned to (taskset), OMP_NUM_THREADS")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="cores each step is pinned to (taskset: the first of those this process may use), OMP_NUM_THREADS",
+    )
     p.add_argument(
         "--epochs-per-minute",
         type=float,
@@ -45,6 +51,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--candidates", default=CANDIDATES, help="sources of the ranked submission (comma-separated)")
     p.add_argument(
         "--predict", nargs="*", default=[], help="extra overrides of both predictions (e.g. template_search=structure)"
+    )
+    p.add_argument(
+        "--skip-train",
+        action="store_true",
+        help="score the run already in <out>/train (its best.ckpt and metrics.csv) instead of training again",
     )
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides of the training config")
     return p.parse_args(argv)
@@ -60,8 +71,8 @@ def max_time(minutes: float) -> str:
 def run(cmd: list[str], threads: int, log: Path) -> float:
     """Run one entry point pinned to ``threads`` cores, its output in ``log``; the wall seconds it took."""
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    pin = ["taskset", "-c", f"0-{threads - 1}"] if threads < cores else []
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    pin = ["taskset", "-c", ",".join(map(str, cores[:threads]))] if threads < len(cores) else []
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(log, "w") as fh:
@@ -100,7 +111,7 @@ def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         *args.overrides,
     ]
     cmd = [sys.executable, "-m", "rna_hpc.train", *overrides]
-    seconds = run(cmd, args.threads, out / "train.log")
+    seconds = math.nan if args.skip_train else run(cmd, args.threads, out / "train.log")
     curve = val_curve(run_dir / "csv" / "metrics.csv")
     best = max(curve, key=lambda r: r["val/tm"])
     last_epoch = curve[-1]["epoch"]
@@ -129,7 +140,7 @@ def predict_and_score(ckpt: str, args: argparse.Namespace, candidates: str, out:
         f"ckpt={ckpt}",
         f"input={data / 'val_sequences.csv'}",
         f"candidates=[{candidates}]",
-        f"templates_dir={data}" if "template" in candidates else "templates_dir=null",
+        f"templates_dir={data}",  # its train split: the template sources, and a model trained on the template prior
         f"hydra.run.dir={out / 'predict'}",
         *args.predict,
     ]
