@@ -26,7 +26,7 @@ from typing import Any
 from common import REPO, default_data_dir
 
 TRAIN_DEFAULTS = ["data=rna3d", "model=base", "trainer.enable_progress_bar=false"]
-CANDIDATES = "model,model_template,ss_model,template"
+CANDIDATES = "model,template"  # ranked: the two sources that are not near-copies of each other (docs/quality.md)
 BASELINES = ("helix", "ss", "template")
 
 
