@@ -14,7 +14,7 @@ Every source brings at most ``n`` candidates per target.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -114,8 +114,8 @@ def model_samples(
     """[B, n, L, 3] diffusion samples. Sample k refines variant k of the model's prior, so the samples differ in their
     overall fold as well as in detail: with the secondary-structure prior, variant 0 is the prior itself, then loops
     and stems tilted at random or, with ``ensemble="boltzmann"``, other pairings sampled from the Boltzmann ensemble
-    (as the ``ss_model`` candidates); with the template prior, the model of template hit k (as the ``template``
-    candidates; the secondary-structure variant where a target has fewer hits). With another prior, or
+    (as the ``ss_model`` candidates); with the template prior, template hits and ss variants in turn
+    (`template_variants`). With another prior, or
     ``batch["prior_coords"]``, all n samples refine that one."""
     kind, templates = module.net.config.generator.prior, module.net.templates
     if kind not in ("ss_model", "template") or (kind == "template" and templates is None) or "prior_coords" in batch:
@@ -144,14 +144,23 @@ def ss_priors(batch: dict, sequences: list[str], context: BaselineContext) -> to
 def template_variants(
     sequences: list[str], templates: TemplatePrior, n: int, context: BaselineContext, width: int
 ) -> torch.Tensor:
-    """[B, width, 3] the model of template hit ``context.sample`` of each target (gaps from the ss model), or
-    variant ``context.sample`` of its secondary-structure model where it has fewer hits (zeros on padding)."""
+    """[B, width, 3] prior ``context.sample`` of n for each target (zeros on padding): template hits and variants of
+    the secondary-structure model in turn (hit 0, ss 0, hit 1, ss 1, ...; ss variants where the hits run out), so the
+    samples cover both the folds the templates give and those the pairing gives."""
     prior = torch.zeros(len(sequences), width, 3)
     for b, seq in enumerate(sequences):
-        models = templates.models(seq, n, prior=ss_baseline(seq, BaselineContext(seed=context.seed)))
-        xyz = models[context.sample] if context.sample < len(models) else ss_baseline(seq, context)
+        xyz = template_or_ss(seq, templates, n, context)
         prior[b, : len(seq)] = torch.as_tensor(xyz, dtype=torch.float32)
     return prior
+
+
+def template_or_ss(sequence: str, templates: TemplatePrior, n: int, context: BaselineContext) -> np.ndarray:
+    """Prior ``context.sample`` [L, 3] of the order `template_variants` describes."""
+    hits = templates.models(sequence, (n + 1) // 2, prior=ss_baseline(sequence, BaselineContext(seed=context.seed)))
+    order = [("hit", k // 2) if k % 2 == 0 else ("ss", k // 2) for k in range(2 * len(hits))]
+    order += [("ss", j) for j in range(len(hits), n)]
+    kind, j = order[context.sample]
+    return hits[j] if kind == "hit" else ss_baseline(sequence, replace(context, sample=j))
 
 
 def fold_samples(

@@ -65,9 +65,12 @@ def test_template_prior_searches_as_configured(index: TemplateIndex) -> None:
         index.search(query.sequence, 1, mode="fold")
 
 
-def test_sample_k_of_a_template_prior_model_refines_template_hit_k(index: TemplateIndex, rna3d_dir: Path) -> None:
+@pytest.mark.parametrize("n_templates", [1, 4])
+def test_the_samples_of_a_template_prior_model_refine_template_hits_and_ss_variants_in_turn(
+    index: TemplateIndex, rna3d_dir: Path, n_templates: int
+) -> None:
     """Like the secondary-structure variants, the samples of a template-prior model start from different folds:
-    an untrained model returns its priors, so its samples are the template candidates (the ss model past the hits)."""
+    an untrained model returns its priors, so its samples are template and ss candidates, in turn."""
     import torch
 
     from rna_hpc.data.datamodule import RNADataModule
@@ -76,23 +79,21 @@ def test_sample_k_of_a_template_prior_model_refines_template_hit_k(index: Templa
     from rna_hpc.model.module import RNA3DModule
 
     query = _entry(index, "9ENC_D")
-    near = sorted((e for e in index.entries if e is not query), key=lambda e: abs(len(e.sequence) - 75))[:4]
-    others = TemplateIndex.build([(e.target_id, e.sequence, e.coords) for e in near])
-    templates = TemplatePrior(others, exclude_self=False, search="structure")
+    near = sorted((e for e in index.entries if e is not query), key=lambda e: abs(len(e.sequence) - 75))[:n_templates]
+    templates = TemplatePrior(TemplateIndex.build([(e.target_id, e.sequence, e.coords) for e in near]), False)
     items = RNADataModule(seed=0, format="kaggle", dir=str(rna3d_dir)).predict_samples([("q", query.sequence)])
     torch.manual_seed(0)
     trunk = {"c_s": 16, "c_z": 8, "n_blocks": 1, "n_heads": 2}
     generator = {"c_a": 16, "n_blocks": 1, "n_heads": 2, "n_steps": 3, "prior": "template"}
     module = RNA3DModule(model={"trunk": trunk, "merger": {"single_in": 20, "c_cond": 16}, "generator": generator})
     module.net.attach_templates(templates)
-    n_hits = len(templates.models(query.sequence, len(near)))
-    n = n_hits + 1  # one sample more than the target has hits
-    [pool] = candidate_pools(
-        module.eval(), collate(items), ["model", "template", "ss_model"], n, templates, torch.Generator().manual_seed(0)
-    )
+    sources = ["model", "template", "ss_model"]
+    [pool] = candidate_pools(module.eval(), collate(items), sources, 5, templates, torch.Generator().manual_seed(0))
     got = dict(zip(pool.names, pool.coords, strict=True))
-    assert 1 <= n_hits == pool.sources.count("template") and pool.sources.count("model") == n
-    for k in range(n_hits):
-        np.testing.assert_allclose(got[f"model_{k}"], got[f"template_{k}"], atol=1e-3)
-    np.testing.assert_allclose(got[f"model_{n_hits}"], got[f"ss_model_{n_hits}"], atol=1e-3)
-    assert tm_score(got["model_1"], got["model_0"]) < 0.9  # different folds, not one prior n times
+    assert pool.sources.count("template") == n_templates and pool.sources.count("model") == 5
+    expected = {
+        1: ["template_0", "ss_model_0", "ss_model_1", "ss_model_2", "ss_model_3"],
+        4: ["template_0", "ss_model_0", "template_1", "ss_model_1", "template_2"],
+    }[n_templates]
+    for k, name in enumerate(expected):
+        np.testing.assert_allclose(got[f"model_{k}"], got[name], atol=1e-3, err_msg=f"model_{k} is not {name}")
