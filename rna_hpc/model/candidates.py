@@ -115,20 +115,18 @@ def model_samples(
     overall fold as well as in detail: with the secondary-structure prior, variant 0 is the prior itself, then loops
     and stems tilted at random or, with ``ensemble="boltzmann"``, other pairings sampled from the Boltzmann ensemble
     (as the ``ss_model`` candidates); with the template prior, template hits and ss variants in turn
-    (`template_variants`). With another prior, or
-    ``batch["prior_coords"]``, all n samples refine that one."""
+    (`template_variants`). With another prior, or ``batch["prior_coords"]``, all n samples refine that one."""
     kind, templates = module.net.config.generator.prior, module.net.templates
     if kind not in ("ss_model", "template") or (kind == "template" and templates is None) or "prior_coords" in batch:
         return module.predict_coords(batch, n_samples=n, generator=generator).cpu().numpy()
+    context = BaselineContext(seed=seed, ensemble=ensemble)
+    if kind == "template":
+        priors = template_variants(sequences, templates, n, context, batch["seq"].shape[1])
+    else:
+        priors = [ss_priors(batch, sequences, replace(context, sample=k)) for k in range(n)]
     out = []
-    for k in range(n):
-        context = BaselineContext(sample=k, seed=seed, ensemble=ensemble)
-        if kind == "template":
-            prior = template_variants(sequences, templates, n, context, batch["seq"].shape[1])
-        else:
-            prior = ss_priors(batch, sequences, context)
-        prior = prior.to(batch["seq"].device)
-        batch_k = batch | {"prior_coords": prior}
+    for prior in priors:
+        batch_k = batch | {"prior_coords": prior.to(batch["seq"].device)}
         out.append(module.predict_coords(batch_k, n_samples=1, generator=generator).cpu().numpy())
     return np.concatenate(out, axis=1)
 
@@ -144,23 +142,16 @@ def ss_priors(batch: dict, sequences: list[str], context: BaselineContext) -> to
 def template_variants(
     sequences: list[str], templates: TemplatePrior, n: int, context: BaselineContext, width: int
 ) -> torch.Tensor:
-    """[B, width, 3] prior ``context.sample`` of n for each target (zeros on padding): template hits and variants of
-    the secondary-structure model in turn (hit 0, ss 0, hit 1, ss 1, ...; ss variants where the hits run out), so the
+    """[n, B, width, 3] the n priors of each target (zeros on padding): template hits and variants of the
+    secondary-structure model in turn (hit 0, ss 0, hit 1, ss 1, ...; ss variants where the hits run out), so the
     samples cover both the folds the templates give and those the pairing gives."""
-    prior = torch.zeros(len(sequences), width, 3)
+    priors = torch.zeros(n, len(sequences), width, 3)
     for b, seq in enumerate(sequences):
-        xyz = template_or_ss(seq, templates, n, context)
-        prior[b, : len(seq)] = torch.as_tensor(xyz, dtype=torch.float32)
-    return prior
-
-
-def template_or_ss(sequence: str, templates: TemplatePrior, n: int, context: BaselineContext) -> np.ndarray:
-    """Prior ``context.sample`` [L, 3] of the order `template_variants` describes."""
-    hits = templates.models(sequence, (n + 1) // 2, prior=ss_baseline(sequence, BaselineContext(seed=context.seed)))
-    order = [("hit", k // 2) if k % 2 == 0 else ("ss", k // 2) for k in range(2 * len(hits))]
-    order += [("ss", j) for j in range(len(hits), n)]
-    kind, j = order[context.sample]
-    return hits[j] if kind == "hit" else ss_baseline(sequence, replace(context, sample=j))
+        hits = templates.models(seq, (n + 1) // 2, prior=ss_baseline(seq, BaselineContext(seed=context.seed)))
+        ss = list(baseline_samples(ss_baseline, seq, context, n))
+        in_turn = [xyz for pair in zip(hits, ss, strict=False) for xyz in pair] + ss[len(hits) :]
+        priors[:, b, : len(seq)] = torch.as_tensor(np.stack(in_turn[:n]), dtype=torch.float32)
+    return priors
 
 
 def fold_samples(
