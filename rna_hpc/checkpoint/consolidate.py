@@ -2,18 +2,21 @@
 
 Consolidation is idempotent: a file whose copy already has the same sha256 is not touched (not even its mtime),
 and the manifest is rewritten only when its content changes. A consolidation killed mid-copy leaves no partial
-file under a final name (only a temp file, removed by the next call), and the next call completes it. Text files
-(configs, logs, metrics) are copied with credentials masked (``rna_hpc.checkpoint.scrub``); the manifest records
-the sha256 of what is on shared storage.
+file under a final name (only a temp file, removed by the next call), and the next call completes it. Nor does it
+leave a manifest entry that its file contradicts: before a listed file is replaced, the manifest is rewritten
+without it (it is listed again, with its new sha256, at the end). Text files (configs, logs, metrics) are copied
+with credentials masked (``rna_hpc.checkpoint.scrub``); the manifest records the sha256 of what is on shared
+storage.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +59,21 @@ def _relpath(path: Path, run_dir: Path) -> str:
     return rel
 
 
-def _copy_if_changed(src: Path, dst: Path, secrets: list[str]) -> dict[str, Any]:
+def _copy_if_changed(src: Path, dst: Path, secrets: list[str], before_replace: Callable[[], None]) -> dict[str, Any]:
     """Copy ``src`` over ``dst`` unless ``dst`` already holds the same bytes; return ``{sha256, size}``.
 
-    A text artifact is copied with its credentials masked, so ``dst`` holds the masked bytes.
+    ``before_replace`` runs before an existing ``dst`` is replaced. A text artifact is copied with its credentials
+    masked, so ``dst`` holds the masked bytes.
     """
     try:
         if is_text_artifact(src):
-            return _write_scrubbed(src, dst, secrets)
+            return _write_scrubbed(src, dst, secrets, before_replace)
         if dst.is_file() and src.is_file() and dst.stat().st_size == src.stat().st_size:
             digest = sha256_file(src)
             if sha256_file(dst) == digest:
                 return {"sha256": digest, "size": dst.stat().st_size}
+        if dst.exists():
+            before_replace()
         digest = atomic_copy(src, dst)
     except FileNotFoundError:
         if not src.exists():
@@ -76,10 +82,12 @@ def _copy_if_changed(src: Path, dst: Path, secrets: list[str]) -> dict[str, Any]
     return {"sha256": digest, "size": dst.stat().st_size}
 
 
-def _write_scrubbed(src: Path, dst: Path, secrets: list[str]) -> dict[str, Any]:
+def _write_scrubbed(src: Path, dst: Path, secrets: list[str], before_replace: Callable[[], None]) -> dict[str, Any]:
     data = scrub_bytes(src.read_bytes(), secrets)
     digest = hashlib.sha256(data).hexdigest()
     if not (dst.is_file() and dst.stat().st_size == len(data) and sha256_file(dst) == digest):
+        if dst.exists():
+            before_replace()
         with atomic_writer(dst, verify=True, mtime_ns=src.stat().st_mtime_ns) as out:
             out.write(data)
     return {"sha256": digest, "size": len(data)}
@@ -99,6 +107,19 @@ def _kept_from_earlier(shared_dir: Path, entries: Mapping[str, Any], prune: tupl
         if path.is_file() and path.stat().st_size == entry.get("size"):
             kept[rel] = dict(entry)
     return kept
+
+
+def _withdrawal(shared_dir: Path, previous: Mapping[str, Any] | None) -> Callable[[str], None]:
+    """``withdraw(rel)``: rewrite the manifest without ``rel``, a file about to be replaced, when it lists it; so a
+    consolidation killed before its own manifest leaves no entry that its file contradicts, and keeps the rest."""
+    artifacts = previous.get("artifacts") if previous else None
+    listed = dict(artifacts) if isinstance(artifacts, Mapping) else {}
+
+    def withdraw(rel: str) -> None:
+        if listed.pop(rel, None) is not None:
+            write_manifest(shared_dir, {**(previous or {}), "artifacts": listed})
+
+    return withdraw
 
 
 def _matches(rel: str, patterns: Iterable[str]) -> bool:
@@ -130,13 +151,15 @@ def consolidate(
     earlier = {k: v for k, v in earlier.items() if k not in relpaths} if isinstance(earlier, Mapping) else {}
     artifacts: dict[str, dict[str, Any]] = _kept_from_earlier(shared_dir, earlier, prune)
     secrets = secret_values()
+    withdraw = _withdrawal(shared_dir, previous)
     for rel in relpaths:
         dst = shared_dir / rel
         if not dst.parent.is_dir():
             secure_mkdir(dst.parent, umask)
-        artifacts[rel] = _copy_if_changed(run_dir / rel, dst, secrets)
+        artifacts[rel] = _copy_if_changed(run_dir / rel, dst, secrets, functools.partial(withdraw, rel))
     manifest = scrub_values({**manifest_fields, "artifacts": dict(sorted(artifacts.items()))}, secrets)
-    if previous is None or _normalized(previous) != _normalized(manifest):
+    on_disk = read_manifest(shared_dir)  # the previous one, or what a withdrawal left
+    if on_disk is None or _normalized(on_disk) != _normalized(manifest):
         write_manifest(shared_dir, manifest)
     for rel in earlier:
         if _matches(rel, prune) and is_safe_relpath(rel):

@@ -174,6 +174,35 @@ def test_consolidation_killed_mid_copy_is_completed_by_the_next_call(tmp_path: P
     assert not [p for p in shared.rglob(".*") if ".tmp-" in p.name]  # the stale temp was cleaned
 
 
+def test_consolidation_killed_after_replacing_a_listed_file_leaves_a_manifest_that_holds(tmp_path: Path) -> None:
+    # a preempted job killed (KillWait) mid-consolidation: last.ckpt is replaced, the copy after it never ends
+    run, shared = _run_dir(tmp_path), tmp_path / "shared"
+    consolidate(run, shared, files=collect_artifacts(run), manifest_fields=FIELDS)
+    (run / "ckpt" / "last.ckpt").write_bytes(os.urandom(200_000))
+    newer = run / "ckpt" / "step-9.ckpt"  # sorted after last.ckpt: copied after it is replaced
+    os.mkfifo(newer)
+    code = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from rna_hpc.checkpoint.consolidate import collect_artifacts, consolidate
+        run = Path({str(run)!r})
+        files = [*collect_artifacts(run), Path({str(newer)!r})]  # a FIFO is no file to collect_artifacts
+        consolidate(run, Path({str(shared)!r}), files=files, manifest_fields={{}})
+        """
+    )
+    data = os.urandom(5 << 20)
+    _kill_mid_copy(code, newer, shared / "ckpt", data)
+    assert sha256_file(shared / "ckpt" / "last.ckpt") == sha256_file(run / "ckpt" / "last.ckpt")  # replaced
+    assert verify_manifest(shared) == []  # the manifest no longer vouches for the old last.ckpt
+    listed = read_manifest(shared)["artifacts"]
+    assert "ckpt/last.ckpt" not in listed and "ckpt/step-2.ckpt" in listed  # the unchanged step stays resumable
+    newer.unlink()
+    newer.write_bytes(data)
+    consolidate(run, shared, files=collect_artifacts(run), manifest_fields=FIELDS)
+    assert verify_manifest(shared) == []
+    assert {"ckpt/last.ckpt", "ckpt/step-2.ckpt", "ckpt/step-9.ckpt"} <= set(read_manifest(shared)["artifacts"])
+
+
 def test_consolidation_that_runs_out_of_space_leaves_no_partial_file_and_the_next_call_completes(
     tmp_path: Path,
 ) -> None:
