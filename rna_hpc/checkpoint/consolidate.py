@@ -59,21 +59,20 @@ def _relpath(path: Path, run_dir: Path) -> str:
     return rel
 
 
-def _copy_if_changed(src: Path, dst: Path, secrets: list[str], before_replace: Callable[[], None]) -> dict[str, Any]:
+def _copy_if_changed(src: Path, dst: Path, secrets: list[str], before_write: Callable[[], None]) -> dict[str, Any]:
     """Copy ``src`` over ``dst`` unless ``dst`` already holds the same bytes; return ``{sha256, size}``.
 
-    ``before_replace`` runs before an existing ``dst`` is replaced. A text artifact is copied with its credentials
+    ``before_write`` runs before ``dst`` is written. A text artifact is copied with its credentials
     masked, so ``dst`` holds the masked bytes.
     """
     try:
         if is_text_artifact(src):
-            return _write_scrubbed(src, dst, secrets, before_replace)
+            return _write_scrubbed(src, dst, secrets, before_write)
         if dst.is_file() and src.is_file() and dst.stat().st_size == src.stat().st_size:
             digest = sha256_file(src)
             if sha256_file(dst) == digest:
                 return {"sha256": digest, "size": dst.stat().st_size}
-        if dst.exists():
-            before_replace()
+        before_write()
         digest = atomic_copy(src, dst)
     except FileNotFoundError:
         if not src.exists():
@@ -82,12 +81,11 @@ def _copy_if_changed(src: Path, dst: Path, secrets: list[str], before_replace: C
     return {"sha256": digest, "size": dst.stat().st_size}
 
 
-def _write_scrubbed(src: Path, dst: Path, secrets: list[str], before_replace: Callable[[], None]) -> dict[str, Any]:
+def _write_scrubbed(src: Path, dst: Path, secrets: list[str], before_write: Callable[[], None]) -> dict[str, Any]:
     data = scrub_bytes(src.read_bytes(), secrets)
     digest = hashlib.sha256(data).hexdigest()
     if not (dst.is_file() and dst.stat().st_size == len(data) and sha256_file(dst) == digest):
-        if dst.exists():
-            before_replace()
+        before_write()
         with atomic_writer(dst, verify=True, mtime_ns=src.stat().st_mtime_ns) as out:
             out.write(data)
     return {"sha256": digest, "size": len(data)}
@@ -110,7 +108,7 @@ def _kept_from_earlier(shared_dir: Path, entries: Mapping[str, Any], prune: tupl
 
 
 def _withdrawal(shared_dir: Path, previous: Mapping[str, Any] | None) -> Callable[[str], None]:
-    """``withdraw(rel)``: rewrite the manifest without ``rel``, a file about to be replaced, when it lists it; so a
+    """``withdraw(rel)``: rewrite the manifest without ``rel``, a file about to be written, when it lists it; so a
     consolidation killed before its own manifest leaves no entry that its file contradicts, and keeps the rest."""
     artifacts = previous.get("artifacts") if previous else None
     listed = dict(artifacts) if isinstance(artifacts, Mapping) else {}
