@@ -2,10 +2,11 @@
 
 ``launch`` plans the sweep (``plan``: compose, check, group by resource shape), prints the plan (``report``), and
 submits one array per shape (split at the cluster's ``MaxArraySize``), or prints the sbatch scripts of a dry run.
-Each job runs the plugin's own ``__call__`` on its node, with three additions: the configured umask; ranks other than
-0 write neither Hydra's config snapshot nor rank 0's log; and a job whose task raised raises again, so that Slurm
-records it FAILED. The launcher collects every job (a job that died without a result is a FAILED ``JobReturn``) and
-ends with a summary of the failures. Importing this module imports neither torch nor Lightning.
+Each job runs the plugin's own ``__call__`` on its node, with these additions: the configured umask; ranks other than
+0 write neither Hydra's config snapshot nor rank 0's log; on Slurm, the requeue limit before the task and the
+time-limit signal ignored after it; the declared files consolidated; and a job whose task raised raises again, so
+that Slurm records it FAILED. The launcher collects every job (a job that died without a result is a FAILED
+``JobReturn``) and ends with a summary of the failures. Importing this module imports neither torch nor Lightning.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from rna_hpc.config.checks import checks_of
 from rna_hpc.errors import TrainingFailed
 from rna_hpc.launch import preflight, requeue
 from rna_hpc.launch.compose import SweepConfigLoader
-from rna_hpc.launch.node_side import consolidate_declared, within_requeue_limit
+from rna_hpc.launch.node_side import consolidate_declared, ignore_time_limit_signal, within_requeue_limit
 from rna_hpc.launch.plan import JobChecker, PlannedJob, ShapeGroup, array_chunks, plan_sweep
 from rna_hpc.launch.report import dry_run_scripts, failure_summary, sweep_summary, task_error
 from rna_hpc.launch.shared_call import SharedCall
@@ -128,6 +129,8 @@ class RnaHpcLauncherBase:
             limit = self.params.get("max_num_preemptions")  # type: ignore[attr-defined]
             self.task_function = within_requeue_limit(self.task_function, limit)  # type: ignore[attr-defined]
         ret = super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)  # type: ignore[misc]
+        if self._SLURM:
+            ignore_time_limit_signal()
         if rank == 0 and self.consolidate and self.consolidate_to:
             consolidate_declared(ret, self.consolidate, self.consolidate_to, int(self.umask, 8))
         if ret.status is JobStatus.FAILED:  # (not ret.return_value: Hydra would print the overrides, secrets included)

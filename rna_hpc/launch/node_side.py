@@ -1,5 +1,5 @@
-"""What the launchers do at the end of every app's job on its node: the requeue limit, ``error.json``, and the
-consolidation of the files the app declares.
+"""What the launchers do at the end of every app's job on its node: the requeue limit, ``error.json``, the
+time-limit signal ignored once the task is done, and the consolidation of the files the app declares.
 
 ``error.json`` says what failed, where, and which log to read; rank 0 writes it atomically into the job's shared dir
 (an app with rna_hpc's run layout) or else its run dir, where ``rna-hpc-status`` and the failure summary find it.
@@ -75,6 +75,17 @@ def within_requeue_limit(task_function: Callable[[DictConfig], Any], max_num_pre
         return task_function(cfg)
 
     return run
+
+
+def ignore_time_limit_signal() -> None:
+    """From now on submitit's time-limit signal (USR2) does nothing in this process: the task is done, so a requeue
+    would run it again, and during interpreter shutdown (CPython then restores the default action of signals with
+    Python handlers) the signal would kill the finished job and Slurm would record it FAILED."""
+    import signal
+
+    import submitit
+
+    signal.signal(getattr(signal, f"SIG{submitit.JobEnvironment.USR_SIG}"), signal.SIG_IGN)
 
 
 def consolidate_declared(ret: Any, include: list[str], to: str, umask: int) -> Path | None:

@@ -64,10 +64,9 @@ def test_devices_sweep_goes_out_as_two_arrays_with_their_gpu_flags(tmp_path: Pat
         "trainer.devices=1,2",
         "hydra.launcher.partition=parked",  # queues and never runs: what reached Slurm is read back, then cancelled
         "hydra.launcher.detach=true",
-        timeout=120,
     )
     assert out.returncode == 0, out.stdout
-    ids = sorted(set(re.findall(r"submitted as (\d+)(?:_\d+)? \(detached\)", out.stdout)))
+    ids = sorted(set(re.findall(r"submitted as (\d+)(?:_\d+)? \(detached\)", out.stdout)), key=int)
     try:
         assert len(ids) == 2, out.stdout
         queue = subprocess.run(

@@ -1,8 +1,11 @@
-"""Every app's Slurm job stops once requeued too often, and says so in ``error.json``."""
+"""Every app's Slurm job stops once requeued too often, and says so in ``error.json``; a finished job ignores its
+time-limit signal."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,3 +46,21 @@ def test_a_job_requeued_more_often_than_allowed_stops_before_its_task(
     error = json.loads((tmp_path / "run" / "error.json").read_text())
     assert error["type"] == "RequeueLimitReached" and error["restart_count"] == restarts
     assert error["slurm_job_id"] == "77" and error["run_id"].endswith("/3")
+
+
+FINISHED_JOB = """
+import os, signal, sys
+caught = []
+signal.signal(signal.SIGUSR2, lambda *_: caught.append("requeue"))  # as submitit's handler on the node
+from rna_hpc.launch.node_side import ignore_time_limit_signal
+if sys.argv[1] == "done":
+    ignore_time_limit_signal()
+os.kill(os.getpid(), signal.SIGUSR2)
+print(caught)
+"""
+
+
+@pytest.mark.parametrize("state, printed", [("running", "['requeue']"), ("done", "[]")])
+def test_the_time_limit_signal_is_ignored_once_the_task_is_done(state: str, printed: str) -> None:
+    out = subprocess.run([sys.executable, "-c", FINISHED_JOB, state], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == printed
