@@ -13,11 +13,13 @@ CONTRACT_TESTS := tests/integration/test_hydra_launcher_contract.py tests/slurm/
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
+# Installed with bytecode: where PYTHONDONTWRITEBYTECODE is set (containers, CI), a venv without it recompiles
+# torch, Lightning and their imports in every process, about 10 s more for each training job
 install: $(VENV)/.installed ## Create the venv: torch 2.13.0 (CPU) first, then the locked set
 $(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --no-compile torch==2.13.0 uv==0.13.9
-	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock -e ".[dvc]"
+	$(VENV)/bin/pip install -q torch==2.13.0 uv==0.13.9
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -r requirements.lock -e ".[dvc]"
 	$(PY) -c "import torch, sys; sys.exit(0 if '+cpu' in torch.__version__ or torch.cuda.is_available() else 'a CUDA torch build was pulled in')"
 	touch $@
 
