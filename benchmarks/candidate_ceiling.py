@@ -26,20 +26,22 @@ from rna_hpc.data.fasta import read_predict_sequences
 from rna_hpc.evaluation.metrics import best_tm
 from rna_hpc.evaluation.ranking import consensus_scores, rank_candidates, similarity_matrix
 from rna_hpc.evaluation.references import load_references
-from rna_hpc.job.predict import load_template_prior
+from rna_hpc.job.predict import load_template_prior, shard_batches
 from rna_hpc.model.build import build_module_from_checkpoint
 from rna_hpc.model.candidates import candidate_pools
+from rna_hpc.model.coords import pair_distances
+from rna_hpc.model.heads import DistogramHead
 
 MIN_SEPARATION = 3  # pairs closer in sequence are fixed by the chain, whatever the fold
 BATCH = 4
 
 
-def distogram_scores(logits: torch.Tensor, bin_edges: torch.Tensor, candidates: np.ndarray) -> np.ndarray:
-    """[N] mean log-probability, under distogram ``logits`` [L, L, bins], of each candidate's [N, L, 3] distances."""
+def distogram_scores(logits: torch.Tensor, head: DistogramHead, candidates: np.ndarray) -> np.ndarray:
+    """[N] mean log-probability, under distogram ``logits`` [L, L, bins], of each candidate's [N, L, 3] distances,
+    binned as the distogram loss bins the truth."""
     logp = torch.log_softmax(logits.float(), dim=-1)
     i, j = torch.triu_indices(len(logp), len(logp), MIN_SEPARATION)
-    x = torch.as_tensor(candidates, dtype=torch.float32)
-    bins = torch.bucketize(torch.cdist(x, x)[:, i, j].contiguous(), bin_edges.float())
+    bins = head.bin_of(pair_distances(torch.as_tensor(candidates, dtype=torch.float32)))[:, i, j]
     return logp[i, j].gather(-1, bins.T).mean(0).numpy()
 
 
@@ -56,14 +58,14 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     module.net.attach_templates(templates)
     refs = load_references(args.data_dir / "val_labels.csv")
     sequences = read_predict_sequences(str(args.data_dir / "val_sequences.csv"), 10**9, True, "mask")
-    data, edges = RNADataModule(seed=args.seed), module.net.heads.distogram.bin_edges
+    data, head = RNADataModule(seed=args.seed), module.net.heads.distogram
     rows: dict[str, dict[str, list[float]]] = {}
 
     def add(row: str, column: str, value: float) -> None:
         rows.setdefault(row, {}).setdefault(column, []).append(value)
 
-    for b, start in enumerate(range(0, len(sequences), BATCH)):
-        batch = collate(data.predict_samples(sequences[start : start + BATCH]))
+    for b, part in shard_batches(len(sequences), BATCH, shard=0, shards=1):
+        batch = collate(data.predict_samples(sequences[part]))
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + b)
         pools = candidate_pools(module, batch, args.sources, args.n, templates, generator, args.seed)
         with torch.no_grad():
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             n = int(batch["mask"][k].sum())
             confidence = {
                 "consensus": consensus_scores(similarity_matrix(coords), pool.sources),
-                "distogram": distogram_scores(logits[k, :n, :n], edges, coords),
+                "distogram": distogram_scores(logits[k, :n, :n], head, coords),
             }
             for name, score in confidence.items():
                 add(f"confidence: {name}", "spearman", spearman(score, tm))
