@@ -26,7 +26,7 @@ say() { printf '== [%4ss] %s\n' "$((SECONDS - T0))" "$*"; }
 fail() { echo "gpu_check: $*" >&2; exit 1; }
 
 TORCH=${GPU_CHECK_TORCH:-2.13.0}
-PIP=(-m pip install -q --no-compile)
+PIP=(-m pip install -q)  # with bytecode: where PYTHONDONTWRITEBYTECODE is set, each process would recompile
 if [ -n "${GPU_CHECK_WHEELS:-}" ]; then
   PIP+=(--no-index --find-links "$GPU_CHECK_WHEELS")
 fi

@@ -10,11 +10,13 @@ prints the work lost per interruption, which must stay within one checkpoint int
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -276,8 +278,12 @@ def test_real_time_limit_requeues_until_the_training_budget_is_done(
     (tmp_path / "calibration").mkdir()
     calibration = start_sweep(tmp_path / "calibration", cache, "trainer.max_epochs=2")  # the same job, 16 steps
     times = step_times(calibration.succeeded())
-    epoch_s = (times[-1] - times[0]) * 8 / 15  # 15 intervals: 14 steps and one validation, about 2 epochs - 1 step
-    epochs = max(4, math.ceil(45 / epoch_s))  # about 45 s of training: more than one attempt does
+    # the median step, not the mean: a slow first step or the validation in between would overstate it, and too few
+    # epochs could then finish before the time limit signals
+    epoch_s = 8 * statistics.median(b - a for a, b in itertools.pairwise(times))
+    # about 70 s of training: more than any one attempt can do, however fast the job starts (USR2 by 55 s at the
+    # latest), so the budget needs at least one requeue
+    epochs = max(4, math.ceil(70 / epoch_s))
     limits = ("hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5", "hydra.launcher.max_num_timeout=8")
     sweep = start_sweep(tmp_path, cache, f"trainer.max_epochs={epochs}", *limits)
     log = sweep.succeeded(timeout=900)
