@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -60,3 +61,32 @@ def test_the_search_benchmark_compares_the_three_methods(tmp_path: Path, rna3d_d
     for method in ("staged", "flat_tpe", "random"):
         (row,) = [line.split() for line in summary.splitlines() if line.startswith(method)]
         assert 0.0 < float(row[1]) < 1.0 and float(row[4]) == 8.0, row  # the best val/tm, 8 trial-epochs each
+
+
+@pytest.mark.slow
+def test_the_quality_benchmark_runs_the_product_under_a_wall_clock_budget(tmp_path: Path, rna3d_dir: Path) -> None:
+    """18 s of training (about 2.5 minutes in all): ``trainer.max_time`` ends the run before its epochs, then the
+    validation split is predicted and scored twice through the entry points, and quality.json holds the figures."""
+    cmd = [sys.executable, str(BENCHMARKS / "quality.py"), "--minutes", "0.3", "--epochs-per-minute", "20"]
+    cmd += ["--data-dir", str(rna3d_dir), "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "quality.json").read_text())
+    train = report["train"]
+    assert (
+        train["command"].startswith("python -m rna_hpc.train ") and "trainer.max_time=00:00:00:18" in train["command"]
+    )
+    assert train["max_epochs"] == 6 and train["stopped_by"] == "max_time" and train["epochs"] < 6
+    assert train["val_curve"][-1]["step"] == train["steps"] > 0  # the step where max_time stopped it was validated
+    assert (tmp_path / "train" / "ckpt" / "best.ckpt").is_file()
+    for name, candidates in (("model_only", "model"), ("ranked", "model,template")):
+        scored = report[name]
+        assert scored["candidates"] == candidates and scored["n_targets"] == len(scored["targets"]) == 18
+        assert [c.split()[:3] for c in scored["commands"]] == [
+            ["python", "-m", "rna_hpc.predict"],
+            ["python", "-m", "rna_hpc.evaluate"],
+        ]
+        assert all(0.0 < scored["mean"][m]["tm"] < 1.0 for m in ("model", "helix", "ss", "template"))
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("model samples only") for line in lines)
+    assert sum(1 for line in lines if re.match(r"\S+\s+\d+\s+0\.\d{3}\s+0\.\d{3}", line)) == 18  # per-target rows
