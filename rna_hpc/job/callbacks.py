@@ -8,6 +8,8 @@
   boundary and lets training go on until Slurm's SIGKILL. It replaces Lightning's own SIGTERM handler during the
   fit (which would end the fit and let the task return a partial result) and chains the handler found at setup.
 - ``RandomState()`` (:mod:`rna_hpc.job.random_state`) keeps the global random states in checkpoints.
+- ``KeepEarlierCurve()``: a resumed fit logs the learning curve of its earlier attempts, up to the checkpoint's step,
+  again through :class:`rna_hpc.loggers.resumable_csv.CSVLogger` (Lightning's CSV writer starts a new file).
 - ``ValidateAtBudgetEnd()``: a budget of ``trainer.max_steps`` or ``trainer.max_time`` that ends in mid-epoch
   validates the final weights (Lightning would stop there without a validation, leaving the objective unlogged).
 - :func:`checkpoint_now`: for the launcher's ``checkpoint()`` on submitit's USR2 (timeout): rank 0 saves and
@@ -46,6 +48,7 @@ from rna_hpc.checkpoint.manifest import build_manifest, utc_now
 from rna_hpc.errors import ConfigError
 from rna_hpc.launch.identity import RunIdentity
 from rna_hpc.launch.requeue import before_requeue
+from rna_hpc.loggers.resumable_csv import CSVLogger
 
 log = logging.getLogger(__name__)
 _ACTIVE: list[pl.Trainer] = []  # trainers fitting in this process with a PeriodicCheckpoint (for checkpoint_now)
@@ -311,6 +314,21 @@ def checkpoint_now(trainer: pl.Trainer | None = None) -> Path | None:
         preemption = next((c for c in trainer.callbacks if isinstance(c, GracefulPreemption)), None)
         saver = preemption._saver if preemption is not None else None
     return saver.save_on_rank_zero(trainer) if saver is not None else None
+
+
+class KeepEarlierCurve(Callback):
+    """A resumed fit keeps the ``metrics.csv`` rows its earlier attempts logged up to the resumed checkpoint's step."""
+
+    def __init__(self) -> None:
+        self.resumed_step: int | None = None
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self.resumed_step = int(checkpoint.get("global_step", 0))
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger):
+                logger.keep_earlier(self.resumed_step)
 
 
 class ValidateAtBudgetEnd(Callback):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -52,8 +53,19 @@ def build_loggers(cfg: DictConfig, identity: RunIdentity) -> list[Any]:
         kwargs.pop("enabled")
         if name == "lancedb":
             kwargs["run_info"] = run_info(cfg, identity)
+        if name == "csv" and isinstance(kwargs.get("version"), str):  # a fixed log dir, consolidated
+            kwargs["earlier"] = shared_copy(identity, Path(kwargs["save_dir"], kwargs["name"], kwargs["version"]))
         loggers.append(instantiate(kwargs))
     return loggers
+
+
+def shared_copy(identity: RunIdentity, log_dir: Path) -> str | None:
+    """Where consolidation puts ``metrics.csv`` of a log dir in the run dir (the same relative path), for a resumed
+    run whose scratch dir was wiped; None for a log dir outside the run dir."""
+    try:
+        return str(identity.shared_dir / log_dir.resolve().relative_to(identity.run_dir.resolve()) / "metrics.csv")
+    except ValueError:
+        return None
 
 
 def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, logged: bool = True) -> list[Callback]:
@@ -62,7 +74,13 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, log
     ``logged``: the Trainer has a logger, so the learning rate is logged each step (``LearningRateMonitor`` raises
     without one).
     """
-    from rna_hpc.job.callbacks import ConsolidateCallback, GracefulPreemption, PeriodicCheckpoint, ValidateAtBudgetEnd
+    from rna_hpc.job.callbacks import (
+        ConsolidateCallback,
+        GracefulPreemption,
+        KeepEarlierCurve,
+        PeriodicCheckpoint,
+        ValidateAtBudgetEnd,
+    )
     from rna_hpc.job.progress import PlainProgress
     from rna_hpc.job.random_state import RandomState
 
@@ -98,7 +116,7 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, log
             )
         )
     if logged:
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
+        callbacks += [LearningRateMonitor(logging_interval="step"), KeepEarlierCurve()]
     if not sys.stderr.isatty():
         callbacks.append(PlainProgress(every_n_steps=cfg.trainer.log_every_n_steps))
     if cfg.trial.number is not None:
