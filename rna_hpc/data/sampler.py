@@ -57,6 +57,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         self.bucket_by_length = bool(bucket_by_length)
         self.epoch = 0
         self.start_batch = 0  # batches of this epoch to skip on the next iteration (a resumed epoch)
+        self.finished_epoch: int | None = None  # restored at the end of this epoch: all its batches are done
 
     @property
     def sampler(self) -> LengthBucketSampler:
@@ -64,10 +65,17 @@ class LengthBucketSampler(Sampler[list[int]]):
         return self
 
     def set_epoch(self, epoch: int) -> None:
-        """Lightning calls this at every epoch start; another epoch than the resumed one starts at its first batch."""
-        if int(epoch) != self.epoch:
+        """Lightning calls this at every epoch start; another epoch than the resumed one starts at its first batch.
+
+        A position saved at the end of an epoch reads as the start of the next; when the restored loop still finishes
+        the ended epoch (a save after its last batch, before its validation), that epoch has no batches left.
+        """
+        epoch = int(epoch)
+        if epoch == self.finished_epoch:
+            self.start_batch = len(self)
+        elif epoch != self.epoch:
             self.start_batch = 0
-        self.epoch = int(epoch)
+        self.epoch, self.finished_epoch = epoch, None
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +100,7 @@ class LengthBucketSampler(Sampler[list[int]]):
             )
             start = 0
         self.start_batch = start
+        self.finished_epoch = self.epoch - 1 if start == 0 else None
 
     def __len__(self) -> int:
         n, bs, r = len(self.lengths), self.batch_size, self.num_replicas

@@ -81,6 +81,24 @@ def test_resumed_epoch_skips_the_batches_already_consumed() -> None:
     assert len(list(resumed)) == len(epoch2)
 
 
+def test_an_epoch_restored_after_its_last_batch_is_not_run_again() -> None:
+    """A save after the last batch of epoch 2 (before its validation) is the start of epoch 3; a restored loop that
+    still finishes epoch 2 gets no batch of it, then epoch 3 from its first batch."""
+    full = LengthBucketSampler(lengths(40), 4, seed=1)
+    full.set_epoch(3)
+    epoch3 = list(full)
+    resumed = LengthBucketSampler(lengths(40), 4, seed=1)
+    resumed.load_state_dict({"epoch": 3, "start_batch": 0, "seed": 1, "num_replicas": 1})
+    resumed.set_epoch(2)
+    assert list(resumed) == []
+    resumed.set_epoch(3)
+    assert list(resumed) == epoch3
+    again = LengthBucketSampler(lengths(40), 4, seed=1)
+    again.load_state_dict({"epoch": 3, "start_batch": 0, "seed": 1, "num_replicas": 1})
+    again.set_epoch(3)  # a loop that restarts at epoch 3, as the position says
+    assert list(again) == epoch3
+
+
 def test_position_saved_with_another_world_size_restarts_the_epoch(caplog) -> None:
     sampler = LengthBucketSampler(lengths(40), 4, seed=1, num_replicas=2, rank=0)
     sampler.load_state_dict({"epoch": 1, "start_batch": 2, "seed": 1, "num_replicas": 1})
