@@ -8,36 +8,13 @@ those rows up to the resumed step again, before the new ones.
 
 from __future__ import annotations
 
-import csv
-import math
 from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.loggers import CSVLogger as _LightningCSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-Row = tuple[int, dict[str, float]]
-
-
-def read_rows(path: Path) -> list[Row]:
-    """``(step, {metric: value})`` of every row of a ``metrics.csv`` (empty cells left out); [] if unreadable."""
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            records = list(csv.DictReader(fh))
-    except (OSError, csv.Error, UnicodeDecodeError):
-        return []
-    rows = []
-    for record in records:
-        values = {}
-        for key, text in record.items():
-            try:
-                values[key] = float(text)
-            except (TypeError, ValueError):
-                continue
-        step = values.pop("step", math.nan)
-        if math.isfinite(step):
-            rows.append((int(step), values))
-    return rows
+from rna_hpc.loggers.metrics_csv import read_rows
 
 
 class CSVLogger(_LightningCSVLogger):

@@ -6,7 +6,6 @@ matplotlib, so ``rna-hpc-status`` uses ``read_metrics`` for its table as well.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import os
@@ -14,40 +13,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rna_hpc.loggers.metrics_csv import read_rows
+
 Curve = list[tuple[int, float]]  # (step, value), in file order
 
 LOSS_METRICS = ("train/loss", "val/loss")
 
 
-def _number(text: str | None) -> float | None:
-    if text is None or text.strip() == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def read_metrics(path: str | os.PathLike[str]) -> dict[str, Curve]:
-    """``{metric: [(step, value), ...]}`` from a Lightning CSVLogger ``metrics.csv``; an unreadable file gives {}.
+    """``{metric: [(step, value), ...]}`` (finite values) from a Lightning CSVLogger ``metrics.csv``; an unreadable
+    file gives {}.
 
     ``epoch`` and ``step`` are curves too (their last values say how far the run got).
     """
     curves: dict[str, Curve] = {}
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, csv.Error, UnicodeDecodeError):
-        return {}
-    for row in rows:
-        step = _number(row.get("step"))
-        if step is None:
-            continue
-        for key, text in row.items():
-            value = _number(text)
-            if key and value is not None:
-                curves.setdefault(key, []).append((int(step), value))
+    for step, values in read_rows(path):
+        for key, value in {**values, "step": float(step)}.items():
+            if key and math.isfinite(value):
+                curves.setdefault(key, []).append((step, value))
     return curves
 
 

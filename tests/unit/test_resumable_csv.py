@@ -12,7 +12,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from rna_hpc.job.callbacks import KeepEarlierCurve, PeriodicCheckpoint
-from rna_hpc.loggers.resumable_csv import CSVLogger, read_rows
+from rna_hpc.loggers.metrics_csv import read_rows
+from rna_hpc.loggers.resumable_csv import CSVLogger
 
 
 class Steps(pl.LightningModule):
