@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +24,16 @@ def mfe_partners(paired: np.ndarray) -> np.ndarray:
     return np.where(has, paired.argmax(axis=1), -1).astype(np.int64)
 
 
+@lru_cache(maxsize=4096)
+def _ss_model(sequence: str, partners: tuple[int, ...]) -> np.ndarray:
+    """`rna_hpc.geometry.ss_model_coords` of a sequence and its pairing, cached: training asks again every epoch."""
+    from rna_hpc.geometry import ss_model_coords
+
+    xyz = ss_model_coords(sequence, np.array(partners, dtype=np.int64))
+    xyz.flags.writeable = False
+    return xyz
+
+
 def prior_coords(batch: dict, kind: str, templates: TemplatePrior | None = None) -> Tensor | None:
     """[B,L,3] prior for each target of a batch (zeros on padding), or None for ``kind == 'none'``.
 
@@ -32,7 +43,7 @@ def prior_coords(batch: dict, kind: str, templates: TemplatePrior | None = None)
     """
     if kind == "none":
         return None
-    from rna_hpc.geometry import aform_helix, ss_model_coords
+    from rna_hpc.geometry import aform_helix
 
     seq, mask = batch["seq"], batch["mask"]
     if kind == "ss_model" and batch["pair_feats"].shape[-1] <= MFE_CHANNEL:
@@ -50,6 +61,6 @@ def prior_coords(batch: dict, kind: str, templates: TemplatePrior | None = None)
             xyz = templates.crop(str(batch["target_id"][b]), sequence, residues)
         else:
             paired = batch["pair_feats"][b, :n, :n, MFE_CHANNEL].detach().float().cpu().numpy()
-            xyz = ss_model_coords(sequence, mfe_partners(paired))
+            xyz = _ss_model(sequence, tuple(mfe_partners(paired).tolist()))
         out[b, :n] = torch.as_tensor(np.asarray(xyz), dtype=torch.float32)
     return out.to(seq.device)
