@@ -1,9 +1,9 @@
 """Baseline predictors, each a function `(sequence, context) -> coords [L, 3]`.
 
 - `helix_baseline`: the whole chain as one strand of an ideal A-form helix.
-- `ss_baseline`: the ViennaRNA MFE secondary structure laid out in 3D (`rna_hpc.geometry.ss_model_coords`); its
-  later samples tilt loops at random (``ensemble="tilt"``) or lay out structures sampled from the Boltzmann ensemble
-  (``ensemble="boltzmann"``), so that they differ in pairing.
+- `ss_baseline`: the ViennaRNA MFE secondary structure laid out in 3D and compacted
+  (`rna_hpc.geometry.ss_model_coords`); its later samples tilt loops at random (``ensemble="tilt"``) or lay out
+  structures sampled from the Boltzmann ensemble (``ensemble="boltzmann"``), so that they differ in pairing.
 - `template_baseline`: coordinates copied from the most similar chain of known structure (`TemplateIndex`).
 """
 
@@ -73,8 +73,8 @@ def helix_baseline(sequence: str, context: BaselineContext) -> np.ndarray:
 
 
 def ss_baseline(sequence: str, context: BaselineContext) -> np.ndarray:
-    """A secondary structure (`ss_pairs`) as A-form stems and loop circles; samples after the first tilt loops at
-    random."""
+    """A secondary structure (`ss_pairs`) as A-form stems and loop circles, compacted to the size of real chains
+    (`rna_hpc.geometry.ss_model_coords`); samples after the first tilt loops at random."""
     rng = None if context.sample == 0 else np.random.default_rng([context.seed, context.sample])
     return ss_model_coords(sequence, ss_pairs(sequence, context), rng)
 

@@ -231,42 +231,50 @@ def native_radius(length: int) -> float:
 
 
 def compact(xyz: np.ndarray, stems: list[tuple[int, int, int]], iterations: int = 300, settle: int = 50) -> np.ndarray:
-    """Fold a layout towards `native_radius`, keeping each stem rigid and every residue's chain neighbours in place.
+    """Fold a layout towards `native_radius`, keeping each stem rigid and every chain step.
 
-    Each sweep shrinks the structure about its centroid (at most 2 %) while its radius of gyration exceeds the
-    native one, then restores the kept distances (within a stem, both strands; residues up to 2 apart) and pushes
-    other residues at least COMPACT_CONTACT apart; the last `settle` sweeps only restore. Junctions and loops bend;
-    helices do not.
+    Each sweep moves every stem as a whole, and every other residue, up to 2 % closer to the centroid while the radius
+    of gyration exceeds the native one; pushes residues that are neither chain neighbours nor in one stem at least
+    COMPACT_CONTACT apart; restores the chain steps and the stems' own distances; and superposes each stem's layout
+    back on it. The last `settle` sweeps only restore. Junctions and loops bend; helices do not.
     """
     x = np.array(xyz, dtype=float)
     n = len(x)
-    radius = native_radius(n)
+    idx = np.arange(n)
     stem_of = np.full(n, -1)
     for k, (i, j, m) in enumerate(stems):
         stem_of[i : i + m] = stem_of[j - m + 1 : j + 1] = k
-    idx = np.arange(n)
     keep = (np.abs(idx[:, None] - idx[None]) == 1) | ((stem_of[:, None] == stem_of[None]) & (stem_of[:, None] >= 0))
-    group = np.where(stem_of >= 0, stem_of, len(stems) + idx)  # a stem moves as one, a loop residue alone
-    group = np.unique(group, return_inverse=True)[1]
     a, b = np.nonzero(np.triu(keep, 1))
     target = np.linalg.norm(x[a] - x[b], axis=1)
-    free = np.triu(~keep, 1)
+    body = np.unique(np.where(stem_of >= 0, stem_of, len(stems) + idx), return_inverse=True)[1]
     rigid = [(members, x[members].copy()) for members in (np.flatnonzero(stem_of == k) for k in range(len(stems)))]
-    for sweep in range(iterations):
-        centre = x.mean(axis=0)
-        rg = float(np.sqrt(((x - centre) ** 2).sum(axis=1).mean()))
-        if rg > radius and sweep < iterations - settle:
-            size = np.bincount(group)
-            group_centre = np.stack([np.bincount(group, x[:, k]) for k in range(3)], axis=1) / size[:, None]
-            x += ((group_centre - centre) * (max(0.98, radius / rg) - 1.0))[group]
+    for _ in range(iterations - settle):
+        _pull_in(x, body, native_radius(n))
         diff = x[:, None] - x[None]
-        close = free & (np.einsum("ijk,ijk->ij", diff, diff) < COMPACT_CONTACT**2) & (sweep < iterations - settle)
-        ca, cb = np.nonzero(close)
+        ca, cb = np.nonzero(np.triu(~keep, 1) & (np.einsum("ijk,ijk->ij", diff, diff) < COMPACT_CONTACT**2))
         goal = np.concatenate([target, np.full(ca.size, COMPACT_CONTACT)])
         _project(x, np.concatenate([a, ca]), np.concatenate([b, cb]), goal)
-        for members, shape in rigid:
-            x[members] = _fit(shape, x[members])
+        _keep_shapes(x, rigid)
+    for _ in range(settle):
+        _project(x, a, b, target)
+        _keep_shapes(x, rigid)
     return x
+
+
+def _pull_in(x: np.ndarray, body: np.ndarray, radius: float) -> None:
+    """Move each rigid body (index `body` per residue) towards the centroid, at most 2 %, while wider than `radius`."""
+    centre = x.mean(axis=0)
+    rg = float(np.sqrt(((x - centre) ** 2).sum(axis=1).mean()))
+    if rg > radius:
+        body_centre = np.stack([np.bincount(body, x[:, k]) for k in range(3)], axis=1) / np.bincount(body)[:, None]
+        x += ((body_centre - centre) * (max(0.98, radius / rg) - 1.0))[body]
+
+
+def _keep_shapes(x: np.ndarray, rigid: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Replace each group of residues (members, shape) by its own shape superposed on where they are now."""
+    for members, shape in rigid:
+        x[members] = _fit(shape, x[members])
 
 
 def _fit(shape: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -37,9 +37,9 @@ def _ss_model(sequence: str, partners: tuple[int, ...]) -> np.ndarray:
 def prior_coords(batch: dict, kind: str, templates: TemplatePrior | None = None) -> Tensor | None:
     """[B,L,3] prior for each target of a batch (zeros on padding), or None for ``kind == 'none'``.
 
-    ``ss_model``: stems from the Stage A MFE pairs laid out as A-form duplexes, loops as arcs
-    (`rna_hpc.geometry.ss_model_coords`); ``template``: the best hit of ``templates`` (`TemplatePrior`);
-    ``aform``: one ideal A-form strand.
+    ``ss_model``: stems from the Stage A MFE pairs laid out as A-form duplexes, loops as arcs, compacted to the
+    size of real chains (`rna_hpc.geometry.ss_model_coords`); ``template``: the best hit of ``templates``
+    (`TemplatePrior`); ``aform``: one ideal A-form strand.
     """
     if kind == "none":
         return None

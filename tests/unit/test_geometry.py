@@ -10,7 +10,16 @@ import pytest
 
 from rna_hpc.data.features import dot_bracket_partners, mfe_pairs
 from rna_hpc.errors import InputError
-from rna_hpc.geometry import PAIR_DISTANCE, aform_helix, check_pairs, ss_model_coords, stems_from_pairs
+from rna_hpc.evaluation.references import load_references
+from rna_hpc.geometry import (
+    PAIR_DISTANCE,
+    aform_helix,
+    check_pairs,
+    compact,
+    native_radius,
+    ss_model_coords,
+    stems_from_pairs,
+)
 
 
 def _val_sequences(rna3d_dir: Path, n: int) -> list[str]:
@@ -92,3 +101,32 @@ def test_bad_pairs_are_input_errors() -> None:
         check_pairs(np.array([2, -1, -1]), 3)
     with pytest.raises(InputError, match="invalid partner"):
         check_pairs(np.array([7, -1, -1]), 3)
+
+
+def _radius(xyz: np.ndarray) -> float:
+    xyz = xyz[np.isfinite(xyz).all(axis=1)]
+    return float(np.sqrt(((xyz - xyz.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
+def test_ss_model_is_as_compact_as_real_chains(rna3d_dir: Path) -> None:
+    """Laid out flat, loops as circles, the model is about 1.4 times wider than the validation chains; compacted, its
+    radius of gyration is within 15 % of theirs."""
+    refs = load_references(rna3d_dir / "val_labels.csv")
+    ratios = [_radius(ss_model_coords(seq, mfe_pairs(seq))) / _radius(xyz[0]) for seq, xyz in refs.values()]
+    assert 0.85 < np.median(ratios) < 1.15
+    assert native_radius(100) == pytest.approx(29.2, abs=0.5)
+
+
+def test_compact_keeps_stems_rigid_and_chain_steps() -> None:
+    """Two hairpins on a long linker fold towards each other; each stem keeps its shape exactly, steps stay steps."""
+    pairs = dot_bracket_partners("((((((....))))))" + "." * 30 + "((((((....))))))")
+    stems = stems_from_pairs(pairs)
+    xyz = aform_helix(len(pairs))  # a straight strand: as wide as a 62-nt chain can be
+    out = compact(xyz, stems)
+    assert _radius(out) < 0.6 * _radius(xyz) and _radius(out) >= 0.95 * native_radius(len(pairs))
+    for i, j, n in stems:
+        members = np.r_[i : i + n, j - n + 1 : j + 1]
+        d_in = np.linalg.norm(xyz[members][:, None] - xyz[members][None], axis=-1)
+        d_out = np.linalg.norm(out[members][:, None] - out[members][None], axis=-1)
+        assert np.allclose(d_in, d_out, atol=1e-6)
+    assert np.abs(_steps(out) - _steps(xyz)).max() < 0.5

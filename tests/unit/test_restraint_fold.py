@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +40,10 @@ def test_native_distances_refold_the_native_from_the_ss_prior(train: dict, targe
     seq, native, mask = _native(train, target_id)
     prior = torch.as_tensor(ss_baseline(seq, BaselineContext()), dtype=torch.float32)[None]
     assert tm_score(prior[0].numpy(), native[0].numpy()) < 0.3  # the fold has to be found, not kept
-    start = time.perf_counter()
     folded = fold(prior, exact_restraints(native, mask), mask, FoldConfig(prior_weight=0.0))
-    elapsed = time.perf_counter() - start
     assert tm_score(folded[0].numpy(), native[0].numpy()) >= 0.9
     steps = torch.linalg.norm(folded[0, 1:] - folded[0, :-1], dim=-1)
     assert 4.5 < float(steps.median()) < 6.5
-    assert elapsed < 5.0  # about 0.2 s on one core; the bound leaves room for a busy machine
 
 
 def test_the_mirror_image_is_reflected_back(train: dict) -> None:

@@ -56,7 +56,7 @@ def test_soft_tm_is_the_tm_score_at_one_superposition(batch: dict) -> None:
 
 def test_rollout_gradients_flow_and_training_on_it_lifts_the_rolled_out_tm(batch: dict) -> None:
     net = _tiny_module().net
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)  # 1e-2 overshoots after a few steps and falls back
     scores = []
     for step in range(15):
         parts = compute_losses(net, batch, net(batch), ROLLOUT_ONLY, generator=torch.Generator().manual_seed(0))
