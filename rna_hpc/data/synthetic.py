@@ -13,7 +13,7 @@ from rna_hpc.data.features import mfe_pairs
 from rna_hpc.data.targets import Target
 from rna_hpc.errors import ConfigError
 
-SYNTHETIC_VERSION = "1"  # part of the cache key: bump when the generator changes its output
+SYNTHETIC_VERSION = "2"  # part of the cache key: bump when the generator changes its output
 NOISE_SIGMA = 0.3  # Angstrom of Gaussian noise on every C1' coordinate
 GC_CONTENT = 0.55  # a little GC-rich so most sequences fold into stems
 
