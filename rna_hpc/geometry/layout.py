@@ -248,17 +248,18 @@ def compact(xyz: np.ndarray, stems: list[tuple[int, int, int]], iterations: int 
     a, b = np.nonzero(np.triu(keep, 1))
     target = np.linalg.norm(x[a] - x[b], axis=1)
     body = np.unique(np.where(stem_of >= 0, stem_of, len(stems) + idx), return_inverse=True)[1]
-    rigid = [(members, x[members].copy()) for members in (np.flatnonzero(stem_of == k) for k in range(len(stems)))]
+    rigid = _Shapes(x, stem_of)
+    free = np.triu(~keep, 1)
     for _ in range(iterations - settle):
         _pull_in(x, body, native_radius(n))
-        diff = x[:, None] - x[None]
-        ca, cb = np.nonzero(np.triu(~keep, 1) & (np.einsum("ijk,ijk->ij", diff, diff) < COMPACT_CONTACT**2))
+        sq = (x * x).sum(axis=1)
+        ca, cb = np.nonzero(free & (sq[:, None] + sq[None] - 2.0 * x @ x.T < COMPACT_CONTACT**2))
         goal = np.concatenate([target, np.full(ca.size, COMPACT_CONTACT)])
         _project(x, np.concatenate([a, ca]), np.concatenate([b, cb]), goal)
-        _keep_shapes(x, rigid)
+        rigid.keep(x)
     for _ in range(settle):
         _project(x, a, b, target)
-        _keep_shapes(x, rigid)
+        rigid.keep(x)
     return x
 
 
@@ -271,18 +272,32 @@ def _pull_in(x: np.ndarray, body: np.ndarray, radius: float) -> None:
         x += ((body_centre - centre) * (max(0.98, radius / rg) - 1.0))[body]
 
 
-def _keep_shapes(x: np.ndarray, rigid: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """Replace each group of residues (members, shape) by its own shape superposed on where they are now."""
-    for members, shape in rigid:
-        x[members] = _fit(shape, x[members])
+class _Shapes:
+    """Groups of residues held to their own shape: each superposed (least squares, no reflection) on where it is."""
 
+    def __init__(self, x: np.ndarray, group: np.ndarray) -> None:
+        self.members = np.flatnonzero(group >= 0)
+        self.group = np.unique(group[self.members], return_inverse=True)[1]
+        self.size = np.bincount(self.group)[:, None]
+        shape = x[self.members]
+        self.shape = shape - self._means(shape)[self.group]
 
-def _fit(shape: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """`shape` [n, 3] rigidly superposed on `points` [n, 3] (least squares, no reflection)."""
-    p0, q0 = shape - shape.mean(axis=0), points.mean(axis=0)
-    u, _, vt = np.linalg.svd(p0.T @ (points - q0))
-    d = np.sign(np.linalg.det(u @ vt))
-    return p0 @ (u @ np.diag([1.0, 1.0, d]) @ vt) + q0
+    def _means(self, v: np.ndarray) -> np.ndarray:
+        return np.stack([np.bincount(self.group, v[:, k]) for k in range(3)], axis=1) / self.size
+
+    def keep(self, x: np.ndarray) -> None:
+        """Replace the members of each group in `x` by the group's shape superposed on them, in place."""
+        if self.members.size == 0:
+            return
+        points = x[self.members]
+        centre = self._means(points)
+        outer = np.einsum("ni,nj->nij", self.shape, points - centre[self.group]).reshape(-1, 9)
+        cov = np.stack([np.bincount(self.group, outer[:, k]) for k in range(9)], axis=1).reshape(-1, 3, 3)
+        u, _, vt = np.linalg.svd(cov)
+        flip = np.ones((len(cov), 3))
+        flip[:, 2] = np.sign(np.linalg.det(u @ vt))
+        rot = (u * flip[:, None, :]) @ vt
+        x[self.members] = np.einsum("ni,nij->nj", self.shape, rot[self.group]) + centre[self.group]
 
 
 def ss_model_coords(sequence: str, pairs: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
