@@ -62,5 +62,5 @@ def prior_coords(batch: dict, kind: str, templates: TemplatePrior | None = None)
         else:
             paired = batch["pair_feats"][b, :n, :n, MFE_CHANNEL].detach().float().cpu().numpy()
             xyz = _ss_model(sequence, tuple(mfe_partners(paired).tolist()))
-        out[b, :n] = torch.as_tensor(np.asarray(xyz), dtype=torch.float32)
+        out[b, :n] = torch.tensor(np.asarray(xyz), dtype=torch.float32)  # a copy: cached priors are read-only
     return out.to(seq.device)

@@ -121,7 +121,7 @@ def test_compact_keeps_stems_rigid_and_chain_steps() -> None:
     """Two hairpins on a long linker fold towards each other; each stem keeps its shape exactly, steps stay steps."""
     pairs = dot_bracket_partners("((((((....))))))" + "." * 30 + "((((((....))))))")
     stems = stems_from_pairs(pairs)
-    xyz = aform_helix(len(pairs))  # a straight strand: as wide as a 62-nt chain can be
+    xyz = aform_helix(len(pairs))  # one A-form strand: far wider than a folded 62-nt chain
     out = compact(xyz, stems)
     assert _radius(out) < 0.6 * _radius(xyz) and _radius(out) >= 0.95 * native_radius(len(pairs))
     for i, j, n in stems:
