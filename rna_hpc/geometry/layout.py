@@ -250,8 +250,9 @@ def compact(xyz: np.ndarray, stems: list[tuple[int, int, int]], iterations: int 
     body = np.unique(np.where(stem_of >= 0, stem_of, len(stems) + idx), return_inverse=True)[1]
     rigid = _Shapes(x, stem_of)
     free = np.triu(~keep, 1)
+    radius = native_radius(n)
     for _ in range(iterations - settle):
-        _pull_in(x, body, native_radius(n))
+        _pull_in(x, body, radius)
         sq = (x * x).sum(axis=1)
         ca, cb = np.nonzero(free & (sq[:, None] + sq[None] - 2.0 * x @ x.T < COMPACT_CONTACT**2))
         goal = np.concatenate([target, np.full(ca.size, COMPACT_CONTACT)])
@@ -268,8 +269,12 @@ def _pull_in(x: np.ndarray, body: np.ndarray, radius: float) -> None:
     centre = x.mean(axis=0)
     rg = float(np.sqrt(((x - centre) ** 2).sum(axis=1).mean()))
     if rg > radius:
-        body_centre = np.stack([np.bincount(body, x[:, k]) for k in range(3)], axis=1) / np.bincount(body)[:, None]
-        x += ((body_centre - centre) * (max(0.98, radius / rg) - 1.0))[body]
+        x += ((_group_means(body, x) - centre) * (max(0.98, radius / rg) - 1.0))[body]
+
+
+def _group_means(group: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """[groups, 3] mean of the rows of `v` [n, 3] in each group (`group` [n]: 0..groups-1, every one used)."""
+    return np.stack([np.bincount(group, v[:, k]) for k in range(3)], axis=1) / np.bincount(group)[:, None]
 
 
 class _Shapes:
@@ -278,19 +283,15 @@ class _Shapes:
     def __init__(self, x: np.ndarray, group: np.ndarray) -> None:
         self.members = np.flatnonzero(group >= 0)
         self.group = np.unique(group[self.members], return_inverse=True)[1]
-        self.size = np.bincount(self.group)[:, None]
         shape = x[self.members]
-        self.shape = shape - self._means(shape)[self.group]
-
-    def _means(self, v: np.ndarray) -> np.ndarray:
-        return np.stack([np.bincount(self.group, v[:, k]) for k in range(3)], axis=1) / self.size
+        self.shape = shape - _group_means(self.group, shape)[self.group]
 
     def keep(self, x: np.ndarray) -> None:
         """Replace the members of each group in `x` by the group's shape superposed on them, in place."""
         if self.members.size == 0:
             return
         points = x[self.members]
-        centre = self._means(points)
+        centre = _group_means(self.group, points)
         outer = np.einsum("ni,nj->nij", self.shape, points - centre[self.group]).reshape(-1, 9)
         cov = np.stack([np.bincount(self.group, outer[:, k]) for k in range(9)], axis=1).reshape(-1, 3, 3)
         u, _, vt = np.linalg.svd(cov)
