@@ -34,6 +34,9 @@ PRIVATE_APIS: dict[str, tuple[str, ...]] = {
     ),
     "pytorch-lightning": (
         "pytorch_lightning.trainer.trainer.Trainer._checkpoint_connector",
+        "pytorch_lightning.loops.training_epoch_loop._TrainingEpochLoop._should_check_val_fx",
+        "pytorch_lightning.loops.fit_loop._FitLoop._data_fetcher",
+        "pytorch_lightning.loops.training_epoch_loop._TrainingEpochLoop.done",
         "pytorch_lightning.loggers.mlflow.MLFlowLogger._experiment_id",
         "pytorch_lightning.loggers.mlflow.MLFlowLogger._mlflow_client",
         "pytorch_lightning.loggers.mlflow.MLFlowLogger._experiment_name",
@@ -227,6 +230,17 @@ def run_submitit_job(folder: str) -> None:
 def dump_checkpoint(trainer: Any) -> dict[str, Any]:
     """The full checkpoint dict of a running fit, built without collectives (safe on rank 0 alone)."""
     return trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+
+
+def validates_after_step(trainer: Any) -> bool:
+    """Whether Lightning validates right after the training step that just ended (asked in ``on_train_batch_end``,
+    with the answer the loop will give: an epoch's end, a ``val_check_interval``, a requested stop)."""
+    return bool(trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
+
+
+def epoch_ends_after_step(trainer: Any) -> bool:
+    """Whether the training epoch ends after the step that just ended (its last batch, ``max_steps``, a stop)."""
+    return bool(trainer.fit_loop.epoch_loop.done)
 
 
 def choose_mlflow_experiment(logger: Any, ensure: Callable[[Any, str, str | None], str]) -> None:

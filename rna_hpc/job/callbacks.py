@@ -1,7 +1,9 @@
 """Lightning callbacks of a job's lifecycle: periodic checkpoints, consolidation, preemption and timeout saves.
 
 - ``PeriodicCheckpoint(dirpath, every_n_steps, every_minutes)``: ``step-<N>.ckpt`` plus ``last.ckpt`` (a hard link),
-  each with its sha256 sidecar, keeping the newest ``keep`` step files; the final state is saved at train end.
+  each with its sha256 sidecar, keeping the newest ``keep`` step files; the final state is saved at train end. A
+  save due at a step that Lightning validates after waits for that validation: resumed from a checkpoint taken
+  before it, Lightning goes on with the next step and the validation is never run.
 - ``ConsolidateCallback(identity, every_checkpoint, manifest_fields)``: on rank 0, copies the run's artifacts to
   shared storage after checkpoint saves (when ``every_checkpoint``), after urgent saves, and at fit end.
 - ``GracefulPreemption()``: on SIGTERM (preemption, ``scontrol requeue``) saves and consolidates at the next step
@@ -87,6 +89,7 @@ class PeriodicCheckpoint(Callback):
         self.keep = keep
         self._last_step = -1
         self._last_time = time.monotonic()
+        self._deferred: dict[str, bool] | None = None  # {"urgent": .., "epoch_end": ..}: a save waiting for validation
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         _atomic_io(trainer)
@@ -117,10 +120,32 @@ class PeriodicCheckpoint(Callback):
             late = time.monotonic() - self._last_time >= 60 * self.every_minutes
             due = trainer.strategy.reduce_boolean_decision(due or late, all=False)
         if due:
-            self.save_now(trainer)
+            self.save_after_step(trainer)
+
+    def save_after_step(self, trainer: pl.Trainer, urgent: bool = False) -> None:
+        """In ``on_train_batch_end``: save now, or after the validation that follows this step (once the epoch's end
+        hooks ran when the epoch ends there, so the best-checkpoint state has seen that validation)."""
+        if not compat.validates_after_step(trainer):
+            self.save_now(trainer, urgent=urgent)
+            return
+        urgent = urgent or bool(self._deferred and self._deferred["urgent"])
+        self._deferred = {"urgent": urgent, "epoch_end": compat.epoch_ends_after_step(trainer)}
+
+    def _save_deferred(self, trainer: pl.Trainer, at_epoch_end: bool) -> None:
+        if self._deferred is not None and self._deferred["epoch_end"] <= at_epoch_end:
+            urgent, self._deferred = self._deferred["urgent"], None
+            self.save_now(trainer, urgent=urgent)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._save_deferred(trainer, at_epoch_end=False)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save_deferred(trainer, at_epoch_end=True)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Save the final state as well: ``last.ckpt`` is where the fit ended (a finished run restarted is a no-op)."""
+        self._deferred = None
         self.save_now(trainer, again=True)
 
     def save_now(self, trainer: pl.Trainer, urgent: bool = False, again: bool = False) -> Path:
@@ -277,7 +302,15 @@ class GracefulPreemption(Callback):
             requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
         if requested and self._saver is not None:
             self._requested = False
-            self._saver.save_now(trainer, urgent=True)
+            self._saver.save_after_step(trainer, urgent=True)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._saver is not None and self._saver not in trainer.callbacks:
+            self._saver.on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._saver is not None and self._saver not in trainer.callbacks:
+            self._saver.on_train_epoch_end(trainer, pl_module)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.teardown(trainer, pl_module, "fit")  # Lightning skips teardown hooks when the fit raises

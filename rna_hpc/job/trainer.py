@@ -95,9 +95,9 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, log
             save_last=True,
             enable_version_counter=False,
         ),
+        ValidateAtBudgetEnd(),  # first: the savers ask at the same hook whether a validation follows the step
         GracefulPreemption(),
         RandomState(),
-        ValidateAtBudgetEnd(),
     ]
     if cfg.checkpoint.every_n_steps or cfg.checkpoint.every_minutes:
         callbacks.append(

@@ -134,6 +134,56 @@ def test_lightning_checkpoint_and_mlflow_internals(tmp_path: Path) -> None:
         assert seen == ["contract"] and logger._experiment_id == "7"
 
 
+def test_lightning_says_whether_a_validation_and_the_epoch_end_follow_a_step() -> None:
+    import pytorch_lightning as pl
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Probe(pl.Callback):
+        def __init__(self) -> None:
+            self.seen: list[tuple[bool, bool]] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.seen.append((compat.validates_after_step(trainer), compat.epoch_ends_after_step(trainer)))
+
+    class Model(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).sum()
+
+        def validation_step(self, batch, batch_idx):
+            return None
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = DataLoader(TensorDataset(torch.zeros(8, 2)), batch_size=2)  # 4 batches, 3 of them trained per epoch
+    probe = Probe()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        check_val_every_n_epoch=2,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[probe],
+    )
+    with contract("pytorch_lightning.loops.training_epoch_loop._TrainingEpochLoop._should_check_val_fx"):
+        with contract("pytorch_lightning.loops.fit_loop._FitLoop._data_fetcher"):
+            trainer.fit(Model(), train_dataloaders=data, val_dataloaders=data)
+            validates, ends = zip(*probe.seen, strict=True)
+            assert validates == (False, False, False, False, False, True)  # only the second epoch validates
+    with contract("pytorch_lightning.loops.training_epoch_loop._TrainingEpochLoop.done"):
+        assert ends == (False, False, True, False, False, True)
+
+
 def test_interpolations_parsed_once_resolve_as_before() -> None:
     import omegaconf.base
 

@@ -271,3 +271,53 @@ def test_a_step_budget_ending_in_mid_epoch_validates_the_final_weights(
     trainer.fit(ValidatedMLP(), train_dataloaders=_loader(), val_dataloaders=_loader())
     assert trainer.global_step == 6
     assert ("val/loss" in trainer.callback_metrics) is validate_at_max_steps  # Lightning alone skips it
+
+
+class Validations(pl.Callback):
+    """The epochs validated (sanity checks aside); raises in the validation of ``fail_in`` (a kill, say)."""
+
+    def __init__(self, fail_in: int | None = None) -> None:
+        self.fail_in, self.epochs = fail_in, []
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.fail_in:
+            raise RuntimeError("interrupted")
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.epochs.append(trainer.current_epoch)
+
+
+def _fit_validated(run_dir: Path, callbacks: list, ckpt_path: Path | None = None) -> None:
+    trainer = _trainer(run_dir, callbacks, max_epochs=3, limit_train_batches=3, limit_val_batches=1)
+    trainer.fit(ValidatedMLP(), train_dataloaders=_loader(), val_dataloaders=_loader(), ckpt_path=ckpt_path)
+
+
+@pytest.mark.parametrize("by", ["schedule", "sigterm"])
+def test_a_save_due_before_a_validation_waits_for_it(tmp_path: Path, by: str) -> None:
+    """Steps 3 and 6 end epochs. A save due at step 6 (every 2 steps, or asked for by SIGTERM during that step) is
+    taken after epoch 1's validation; killed in that validation, the job resumes from step 4 and validates epoch 1.
+    Resumed from a step-6 save taken before it, Lightning would go on with epoch 2 and never validate epoch 1."""
+    saver = PeriodicCheckpoint(tmp_path / "ckpt", every_n_steps=2 if by == "schedule" else 4)
+    callbacks: list = [saver, first := Validations(fail_in=1)]
+    if by == "sigterm":
+        send = AtStep(5, lambda trainer: os.kill(os.getpid(), signal.SIGTERM))
+        callbacks += [send, GracefulPreemption()]
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _fit_validated(tmp_path, callbacks)
+    resume = find_resume_checkpoint(tmp_path, tmp_path / "none")
+    assert first.epochs == [0] and safe_torch_load(resume)["global_step"] == 4
+    _fit_validated(tmp_path, [PeriodicCheckpoint(tmp_path / "ckpt", every_n_steps=3), second := Validations()], resume)
+    assert second.epochs == [1, 2]
+
+
+def test_a_save_taken_after_an_epochs_validation_resumes_into_the_next_epoch(tmp_path: Path) -> None:
+    """The step-3 save waits for epoch 0's validation; the resumed fit neither repeats it nor skips epoch 1's."""
+    first = Validations(fail_in=1)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _fit_validated(tmp_path, [PeriodicCheckpoint(tmp_path / "ckpt", every_n_steps=3), first])
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("step-*.ckpt")) == ["step-3.ckpt"]
+    resume = find_resume_checkpoint(tmp_path, tmp_path / "none")
+    second = Validations()
+    _fit_validated(tmp_path, [PeriodicCheckpoint(tmp_path / "ckpt", every_n_steps=3), second], resume)
+    assert first.epochs == [0] and second.epochs == [1, 2]
