@@ -3,7 +3,7 @@
 Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts, so a resumed fit would keep only the steps
 after its resume point (and a job requeued after its last step, none at all). This logger reads the file when it is
 built (its own, else ``earlier``: the shared copy, where scratch was wiped), and :meth:`CSVLogger.keep_earlier` logs
-those rows up to the resumed step again, before the new ones.
+those rows before the resumed step again, before the new ones.
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ class CSVLogger(_LightningCSVLogger):
 
     @rank_zero_only
     def keep_earlier(self, step: int | None) -> None:
-        """Log the earlier attempts' rows up to ``step`` (the resumed checkpoint's) again; None (a fresh fit): none."""
+        """Log the earlier attempts' rows before ``step`` again; None (a fresh fit): none.
+
+        ``step`` is the resumed checkpoint's ``global_step``: Lightning logs the n-th optimizer step, and a validation
+        after it, at step n - 1, so the rows from ``step`` on are those the resumed fit trains again.
+        """
         rows, self._earlier = self._earlier, []
         for row_step, values in rows:
-            if step is not None and row_step <= step and values:
+            if step is not None and row_step < step and values:
                 self.log_metrics(values, step=row_step)

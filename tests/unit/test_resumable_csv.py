@@ -31,7 +31,19 @@ class Steps(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def _fit(run_dir: Path, max_steps: int, ckpt_path: Path | None = None, earlier: Path | None = None) -> pl.Trainer:
+class ValidatedSteps(Steps):
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", nn.functional.mse_loss(self.net(batch[0]), batch[1]))
+
+
+def _fit(
+    run_dir: Path,
+    max_steps: int,
+    ckpt_path: Path | None = None,
+    earlier: Path | None = None,
+    every_n_steps: int = 2,
+    validate: bool = False,
+) -> pl.Trainer:
     logger = CSVLogger(save_dir=run_dir, name="csv", version="", earlier=str(earlier) if earlier else None)
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -41,11 +53,14 @@ def _fit(run_dir: Path, max_steps: int, ckpt_path: Path | None = None, earlier: 
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[PeriodicCheckpoint(run_dir / "ckpt", every_n_steps=2, keep=10), KeepEarlierCurve()],
+        callbacks=[PeriodicCheckpoint(run_dir / "ckpt", every_n_steps=every_n_steps, keep=10), KeepEarlierCurve()],
+        num_sanity_val_steps=0,
+        limit_val_batches=1,
     )
     x = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
     loader = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4)  # 8 steps an epoch
-    trainer.fit(Steps(), train_dataloaders=loader, ckpt_path=ckpt_path)
+    model, val = (ValidatedSteps(), loader) if validate else (Steps(), None)
+    trainer.fit(model, train_dataloaders=loader, val_dataloaders=val, ckpt_path=ckpt_path)
     return trainer
 
 
@@ -59,11 +74,22 @@ def test_a_resumed_fit_keeps_the_rows_up_to_its_checkpoint(tmp_path: Path) -> No
     metrics = run / "csv" / "metrics.csv"
     assert _steps(metrics) == list(range(7))
     _fit(run, max_steps=12, ckpt_path=run / "ckpt" / "step-4.ckpt")
-    # rows up to the checkpoint's step are kept (a validation there is not done again); the resumed attempt logs
-    # from that step on: with a row every step, the one at step 4 twice, the rows after it once
-    assert _steps(metrics) == list(range(5)) + list(range(4, 12))
+    # the first attempt's rows of the 4 steps the checkpoint holds (logged at steps 0-3) are kept, the resumed
+    # attempt logs the steps it trains again: one row each
+    assert _steps(metrics) == list(range(12))
     epochs = [values["epoch"] for _, values in read_rows(metrics) if "epoch" in values]
     assert epochs[-1] == 1.0
+
+
+def test_a_fit_resumed_after_an_epochs_validation_logs_each_step_and_validation_once(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _fit(run, max_steps=12, every_n_steps=8, validate=True)  # step-8.ckpt is saved after epoch 0's validation
+    _fit(run, max_steps=16, ckpt_path=run / "ckpt" / "step-8.ckpt", every_n_steps=8, validate=True)
+    rows = read_rows(run / "csv" / "metrics.csv")
+    assert [values["train/step_seen"] for _, values in rows if "train/step_seen" in values] == list(range(16))
+    assert [values["epoch"] for _, values in rows if "val/loss" in values] == [0.0, 1.0]
+    steps = [step for step, values in rows if "train/step_seen" in values]
+    assert steps == sorted(set(steps))  # (Lightning numbers the rows after such a resume from 9: 8 is left out)
 
 
 def test_a_job_requeued_after_its_last_step_keeps_its_whole_curve(tmp_path: Path) -> None:

@@ -216,27 +216,47 @@ class Interrupt(pl.Callback):
         self._stop(trainer, "before_optimizer_step")
 
 
-def _fit_noisy(run_dir: Path, callbacks: list, ckpt_path: Path | None = None, limit: int | None = None) -> nn.Module:
+class NoisyValidatedMLP(NoisyMLP):
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self.net(batch).pow(2).mean())
+
+
+class ValidatedData(ResumableData):
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(NoisyData(), batch_size=11)
+
+
+def _fit_noisy(
+    run_dir: Path, callbacks: list, ckpt_path: Path | None = None, limit: int | None = None, validate: bool = False
+) -> nn.Module:
     pl.seed_everything(3, verbose=False)
     callbacks = [PeriodicCheckpoint(run_dir / "ckpt", every_n_steps=3), RandomState(), *callbacks]
-    trainer = _trainer(run_dir, callbacks, max_epochs=3, limit_train_batches=limit)
-    model = NoisyMLP()
-    trainer.fit(model, datamodule=ResumableData(), ckpt_path=ckpt_path)
+    trainer = _trainer(run_dir, callbacks, max_epochs=3, limit_train_batches=limit, num_sanity_val_steps=0)
+    model, data = (NoisyValidatedMLP(), ValidatedData()) if validate else (NoisyMLP(), ResumableData())
+    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     return trainer.global_step, model
 
 
 @pytest.mark.parametrize(
-    ("step", "where", "limit"),
-    [(4, "batch_start", None), (6, "batch_end", None), (8, "before_optimizer_step", None), (3, "batch_end", 3)],
+    ("step", "where", "limit", "validate"),
+    [
+        (4, "batch_start", None, False),
+        (6, "batch_end", None, False),
+        (8, "before_optimizer_step", None, False),
+        (3, "batch_end", 3, False),
+        (4, "batch_end", 3, True),  # resumed from step 3, saved after epoch 0's validation
+    ],
 )
-def test_interrupted_fit_resumes_exactly(tmp_path: Path, step: int, where: str, limit: int | None) -> None:
-    steps, uninterrupted = _fit_noisy(tmp_path / "a", [], limit=limit)
+def test_interrupted_fit_resumes_exactly(
+    tmp_path: Path, step: int, where: str, limit: int | None, validate: bool
+) -> None:
+    steps, uninterrupted = _fit_noisy(tmp_path / "a", [], limit=limit, validate=validate)
     with pytest.raises(RuntimeError, match="interrupted"):
-        _fit_noisy(tmp_path / "b", [Interrupt(step, where)], limit=limit)
+        _fit_noisy(tmp_path / "b", [Interrupt(step, where)], limit=limit, validate=validate)
     assert checkpoint_now() is None  # the failed fit is no longer registered for signal saves
     resume = find_resume_checkpoint(tmp_path / "b", tmp_path / "none")
-    assert safe_torch_load(resume)["global_step"] == step
-    resumed_steps, resumed = _fit_noisy(tmp_path / "b", [], ckpt_path=resume, limit=limit)
+    assert safe_torch_load(resume)["global_step"] == (step // 3 * 3 if validate else step)
+    resumed_steps, resumed = _fit_noisy(tmp_path / "b", [], ckpt_path=resume, limit=limit, validate=validate)
     print(f"interrupted at step {step} ({where}): {resumed_steps} steps, {steps} uninterrupted")
     assert resumed_steps == steps == 3 * (limit or 8)
     for a, b in zip(uninterrupted.parameters(), resumed.parameters(), strict=True):
