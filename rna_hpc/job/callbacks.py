@@ -162,8 +162,14 @@ class PeriodicCheckpoint(Callback):
         return path
 
     def save_on_rank_zero(self, trainer: pl.Trainer) -> Path | None:
-        """Save from rank 0 alone, without collectives (a signal handler); None on other ranks."""
+        """Save from rank 0 alone, without collectives (a signal handler); None on other ranks, and during a
+        validation: Lightning resumes that state after the validation without running it, so the job resumes from
+        the checkpoint before (consolidated now) and validates again."""
         if not trainer.is_global_zero:
+            return None
+        if trainer.validating and not trainer.sanity_checking:
+            log.warning("signal during a validation: no checkpoint of it, the job resumes from the one before")
+            _notify_saved(trainer, urgent=True)
             return None
         path = self.dirpath / f"step-{trainer.global_step}.ckpt"
         checkpoint = compat.dump_checkpoint(trainer)
@@ -337,7 +343,8 @@ def checkpoint_now(trainer: pl.Trainer | None = None) -> Path | None:
     """Save (rank 0, no collectives) and consolidate now; for the launcher's ``checkpoint()`` on USR2.
 
     ``trainer`` defaults to the one fitting in this process; returns the checkpoint, or None when nothing is
-    fitting, this is not rank 0, or the trainer has neither a PeriodicCheckpoint nor a GracefulPreemption.
+    fitting, this is not rank 0, a validation is running (see :meth:`PeriodicCheckpoint.save_on_rank_zero`), or the
+    trainer has neither a PeriodicCheckpoint nor a GracefulPreemption.
     """
     trainer = trainer if trainer is not None else (_ACTIVE[-1] if _ACTIVE else None)
     if trainer is None:

@@ -213,7 +213,8 @@ def test_usr2_checkpoints_on_rank_0_then_requeues_and_the_ddp_job_finishes(
 ) -> None:
     ddp = ("trainer=ddp", "trainer.devices=2")
     sweep = start_sweep(tmp_path, *ddp, "trainer.max_epochs=6", "checkpoint.every_n_steps=100")
-    _poll(lambda: len(progress(sweep.rank0_log())) >= 3, 300, "three optimizer steps")
+    # 4 steps an epoch: step 5 begins epoch 1, whose validation (where a signal saves nothing) comes after step 8
+    _poll(lambda: len(progress(sweep.rank0_log())) >= 5, 300, "five optimizer steps")
     subprocess.run(["scancel", "--signal=USR2", sweep.job_id], check=True, timeout=30)  # what the time limit sends
     log = sweep.succeeded()
     (resumed,) = resumes(log)

@@ -308,8 +308,8 @@ class Validations(pl.Callback):
             self.epochs.append(trainer.current_epoch)
 
 
-def _fit_validated(run_dir: Path, callbacks: list, ckpt_path: Path | None = None) -> None:
-    trainer = _trainer(run_dir, callbacks, max_epochs=3, limit_train_batches=3, limit_val_batches=1)
+def _fit_validated(run_dir: Path, callbacks: list, ckpt_path: Path | None = None, limit_val_batches: int = 1) -> None:
+    trainer = _trainer(run_dir, callbacks, max_epochs=3, limit_train_batches=3, limit_val_batches=limit_val_batches)
     trainer.fit(ValidatedMLP(), train_dataloaders=_loader(), val_dataloaders=_loader(), ckpt_path=ckpt_path)
 
 
@@ -328,6 +328,36 @@ def test_a_save_due_before_a_validation_waits_for_it(tmp_path: Path, by: str) ->
     resume = find_resume_checkpoint(tmp_path, tmp_path / "none")
     assert first.epochs == [0] and safe_torch_load(resume)["global_step"] == 4
     _fit_validated(tmp_path, [PeriodicCheckpoint(tmp_path / "ckpt", every_n_steps=3), second := Validations()], resume)
+    assert second.epochs == [1, 2]
+
+
+class SignalInValidation(pl.Callback):
+    """submitit's USR2 handler, in the second batch of epoch 1's validation, then the requeue's exit."""
+
+    def __init__(self) -> None:
+        self.saved: list = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.current_epoch == 1 and batch_idx == 1:
+            self.saved.append(checkpoint_now(trainer))
+            raise RuntimeError("interrupted")
+
+
+def test_a_signal_save_during_a_validation_leaves_the_job_to_resume_from_the_checkpoint_before(
+    tmp_path: Path,
+) -> None:
+    """Lightning resumes a state saved in mid-validation with the next epoch: epoch 1 would never be validated."""
+    ident = _identity(tmp_path)
+    signal_save = SignalInValidation()
+    callbacks = [PeriodicCheckpoint(ident.ckpt_dir, every_n_steps=2), ConsolidateCallback(ident), signal_save]
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _fit_validated(ident.run_dir, callbacks, limit_val_batches=3)
+    assert signal_save.saved == [None]
+    assert "ckpt/step-4.ckpt" in _shared_artifacts(ident)
+    resume = find_resume_checkpoint(ident.run_dir, ident.shared_dir)
+    assert safe_torch_load(resume)["global_step"] == 4
+    second = Validations()
+    _fit_validated(ident.run_dir, [PeriodicCheckpoint(ident.ckpt_dir, every_n_steps=2), second], resume)
     assert second.epochs == [1, 2]
 
 
