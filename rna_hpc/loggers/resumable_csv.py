@@ -8,6 +8,8 @@ those rows before the resumed step again, before the new ones.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from pytorch_lightning.loggers import CSVLogger as _LightningCSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from rna_hpc.loggers.metrics_csv import read_rows
+
+log = logging.getLogger(__name__)
 
 
 class CSVLogger(_LightningCSVLogger):
@@ -26,6 +30,16 @@ class CSVLogger(_LightningCSVLogger):
         source = own if own.is_file() else Path(earlier) if earlier else None
         self._earlier = read_rows(source) if source is not None else []
 
+    @property
+    def experiment(self) -> Any:
+        """Lightning's writer, built without its warning that the ``metrics.csv`` found will be deleted: its rows
+        were read when this logger was built, and :meth:`keep_earlier` says what becomes of them."""
+        if self._experiment is None and self._earlier:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+                return super().experiment
+        return super().experiment
+
     @rank_zero_only
     def keep_earlier(self, step: int | None) -> None:
         """Log the earlier attempts' rows before ``step`` again; None (a fresh fit): none.
@@ -34,6 +48,8 @@ class CSVLogger(_LightningCSVLogger):
         after it, at step n - 1, so the rows from ``step`` on are those the resumed fit trains again.
         """
         rows, self._earlier = self._earlier, []
+        if rows and step is None:
+            log.info("a fresh fit: %s starts a new curve (%d earlier rows dropped)", self.log_dir, len(rows))
         for row_step, values in rows:
             if step is not None and row_step < step and values:
                 self.log_metrics(values, step=row_step)

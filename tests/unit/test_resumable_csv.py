@@ -4,6 +4,7 @@ the file it finds), up to the resumed checkpoint's step; a fresh fit in the same
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -73,7 +74,10 @@ def test_a_resumed_fit_keeps_the_rows_up_to_its_checkpoint(tmp_path: Path) -> No
     _fit(run, max_steps=7)
     metrics = run / "csv" / "metrics.csv"
     assert _steps(metrics) == list(range(7))
-    _fit(run, max_steps=12, ckpt_path=run / "ckpt" / "step-4.ckpt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _fit(run, max_steps=12, ckpt_path=run / "ckpt" / "step-4.ckpt")
+    assert not [w for w in caught if "will be deleted" in str(w.message)]  # they are not: they are kept
     # the first attempt's rows of the 4 steps the checkpoint holds (logged at steps 0-3) are kept, the resumed
     # attempt logs the steps it trains again: one row each
     assert _steps(metrics) == list(range(12))
