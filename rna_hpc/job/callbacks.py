@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 from pytorch_lightning import Callback
@@ -74,6 +74,13 @@ def _notify_saved(trainer: pl.Trainer, urgent: bool) -> None:
             callback.on_checkpoint_saved(trainer, urgent)
 
 
+class _DeferredSave(NamedTuple):
+    """A save waiting for the validation after its step: in ``on_train_epoch_end`` when the epoch ends there."""
+
+    urgent: bool
+    at_epoch_end: bool
+
+
 class PeriodicCheckpoint(Callback):
     """Save ``step-<N>.ckpt`` + ``last.ckpt`` every ``every_n_steps`` steps and/or ``every_minutes`` minutes."""
 
@@ -89,7 +96,7 @@ class PeriodicCheckpoint(Callback):
         self.keep = keep
         self._last_step = -1
         self._last_time = time.monotonic()
-        self._deferred: dict[str, bool] | None = None  # {"urgent": .., "epoch_end": ..}: a save waiting for validation
+        self._deferred: _DeferredSave | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         _atomic_io(trainer)
@@ -128,13 +135,14 @@ class PeriodicCheckpoint(Callback):
         if not compat.validates_after_step(trainer):
             self.save_now(trainer, urgent=urgent)
             return
-        urgent = urgent or bool(self._deferred and self._deferred["urgent"])
-        self._deferred = {"urgent": urgent, "epoch_end": compat.epoch_ends_after_step(trainer)}
+        urgent = urgent or (self._deferred is not None and self._deferred.urgent)
+        self._deferred = _DeferredSave(urgent, at_epoch_end=compat.epoch_ends_after_step(trainer))
 
     def _save_deferred(self, trainer: pl.Trainer, at_epoch_end: bool) -> None:
-        if self._deferred is not None and self._deferred["epoch_end"] <= at_epoch_end:
-            urgent, self._deferred = self._deferred["urgent"], None
-            self.save_now(trainer, urgent=urgent)
+        deferred = self._deferred
+        if deferred is not None and (at_epoch_end or not deferred.at_epoch_end):
+            self._deferred = None
+            self.save_now(trainer, urgent=deferred.urgent)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
