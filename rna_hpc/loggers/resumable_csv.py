@@ -33,8 +33,8 @@ class CSVLogger(_LightningCSVLogger):
     @property
     def experiment(self) -> Any:
         """Lightning's writer, built without its warning that the ``metrics.csv`` found will be deleted: its rows
-        were read when this logger was built, and :meth:`keep_earlier` says what becomes of them."""
-        if self._experiment is None and self._earlier:
+        were read when this logger was built, and :meth:`keep_earlier` says what becomes of them (and clears them)."""
+        if self._earlier:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
                 return super().experiment
