@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rna_hpc.geometry import best_rotations
+
 _N_ITER = 20  # superposition refinements per seed
 _MAX_SEEDS = 256  # seed fragments per length, spread evenly along the chain
 
@@ -39,12 +41,7 @@ def _kabsch_batch(p: np.ndarray, q: np.ndarray, w: np.ndarray) -> tuple[np.ndarr
     pc, qc = w @ p, w @ q
     outer = (p[:, :, None] * q[:, None, :]).reshape(len(p), 9)
     h = (w @ outer).reshape(-1, 3, 3) - pc[:, :, None] * qc[:, None, :]
-    u, _, vt = np.linalg.svd(h)
-    sign = np.sign(np.linalg.det(np.matmul(u, vt)))
-    sign[sign == 0] = 1.0
-    d = np.ones((len(w), 3))
-    d[:, 2] = sign
-    rot = np.einsum("bji,bj,bkj->bik", vt, d, u)  # V diag(d) U^T
+    rot = best_rotations(h).transpose(0, 2, 1)  # applied to column vectors
     return rot, qc - np.einsum("bij,bj->bi", rot, pc)
 
 

@@ -1,6 +1,7 @@
 """Ideal C1' geometry (numpy only), shared by the synthetic data set, the model's priors and the evaluation baselines.
 
-`aform`: the A-form helix and duplex; `layout`: a secondary structure laid out in 3D. Import from here.
+`aform`: the A-form helix and duplex; `layout`: a secondary structure laid out in 3D; `superposition`: the rotation
+of a least-squares fit. Import from here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rna_hpc.geometry.layout import (
     ss_model_coords,
     stems_from_pairs,
 )
+from rna_hpc.geometry.superposition import best_rotations
 
 __all__ = [
     "CLASH_DISTANCE",
@@ -26,6 +28,7 @@ __all__ = [
     "TWIST_DEG",
     "aform_duplex",
     "aform_helix",
+    "best_rotations",
     "check_pairs",
     "compact",
     "native_radius",

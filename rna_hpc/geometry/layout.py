@@ -13,6 +13,7 @@ import numpy as np
 
 from rna_hpc.errors import InputError
 from rna_hpc.geometry.aform import PAIR_DISTANCE, aform_duplex, aform_helix
+from rna_hpc.geometry.superposition import best_rotations
 
 LOOP_STEP = 5.7  # C1'-C1' step in loops
 CLASH_DISTANCE = 3.8  # non-neighbour C1' atoms closer than this are pushed apart
@@ -294,10 +295,7 @@ class _Shapes:
         centre = _group_means(self.group, points)
         outer = np.einsum("ni,nj->nij", self.shape, points - centre[self.group]).reshape(-1, 9)
         cov = np.stack([np.bincount(self.group, outer[:, k]) for k in range(9)], axis=1).reshape(-1, 3, 3)
-        u, _, vt = np.linalg.svd(cov)
-        flip = np.ones((len(cov), 3))
-        flip[:, 2] = np.sign(np.linalg.det(u @ vt))
-        rot = (u * flip[:, None, :]) @ vt
+        rot = best_rotations(cov)
         x[self.members] = np.einsum("ni,nij->nj", self.shape, rot[self.group]) + centre[self.group]
 
 

@@ -14,6 +14,7 @@ from rna_hpc.evaluation.references import load_references
 from rna_hpc.geometry import (
     PAIR_DISTANCE,
     aform_helix,
+    best_rotations,
     check_pairs,
     compact,
     native_radius,
@@ -130,3 +131,16 @@ def test_compact_keeps_stems_rigid_and_chain_steps() -> None:
         d_out = np.linalg.norm(out[members][:, None] - out[members][None], axis=-1)
         assert np.allclose(d_in, d_out, atol=1e-6)
     assert np.abs(_steps(out) - _steps(xyz)).max() < 0.5
+
+
+def test_best_rotations_recover_a_rotation_and_never_reflect() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(20, 3))
+    p -= p.mean(axis=0)
+    q_rot, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q_rot *= np.sign(np.linalg.det(q_rot))  # a proper rotation
+    mirror = np.diag([1.0, 1.0, -1.0])
+    h = np.stack([p.T @ (p @ q_rot), p.T @ (p @ mirror)])
+    rot = best_rotations(h)
+    assert np.allclose(rot[0], q_rot, atol=1e-10)
+    assert np.allclose(np.linalg.det(rot), 1.0)  # the mirror image is fitted by a rotation, not the reflection
