@@ -3,7 +3,9 @@
 - ``PeriodicCheckpoint(dirpath, every_n_steps, every_minutes)``: ``step-<N>.ckpt`` plus ``last.ckpt`` (a hard link),
   each with its sha256 sidecar, keeping the newest ``keep`` step files; the final state is saved at train end. A
   save due at a step that Lightning validates after waits for that validation: resumed from a checkpoint taken
-  before it, Lightning goes on with the next step and the validation is never run.
+  before it, Lightning goes on with the next step and the validation is never run. It and ``GracefulPreemption``
+  are `Checkpoint` callbacks, which Lightning runs after the others: listed after the ``ModelCheckpoint``, such a
+  save holds the best-checkpoint state that has scored the validation.
 - ``ConsolidateCallback(identity, every_checkpoint, manifest_fields)``: on rank 0, copies the run's artifacts to
   shared storage after checkpoint saves (when ``every_checkpoint``), after urgent saves, and at fit end.
 - ``GracefulPreemption()``: on SIGTERM (preemption, ``scontrol requeue``) saves and consolidates at the next step
@@ -31,6 +33,7 @@ from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 from pytorch_lightning import Callback
+from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from rna_hpc import compat
@@ -81,8 +84,12 @@ class _DeferredSave(NamedTuple):
     at_epoch_end: bool
 
 
-class PeriodicCheckpoint(Callback):
-    """Save ``step-<N>.ckpt`` + ``last.ckpt`` every ``every_n_steps`` steps and/or ``every_minutes`` minutes."""
+class PeriodicCheckpoint(Checkpoint):
+    """Save ``step-<N>.ckpt`` + ``last.ckpt`` every ``every_n_steps`` steps and/or ``every_minutes`` minutes.
+
+    A `Checkpoint` callback: Lightning runs its hooks after those of every other callback, in list order among
+    checkpoint callbacks, so one listed after the `ModelCheckpoint` saves once that has scored a validation.
+    """
 
     def __init__(self, dirpath: str | Path, every_n_steps: int = 0, every_minutes: float = 0.0, keep: int = 2) -> None:
         if every_n_steps < 0 or every_minutes < 0 or keep < 1:
@@ -276,8 +283,9 @@ class ConsolidateCallback(Callback):
         )
 
 
-class GracefulPreemption(Callback):
-    """On ``signum`` (SIGTERM), save and consolidate at the next step boundary, then keep training."""
+class GracefulPreemption(Checkpoint):
+    """On ``signum`` (SIGTERM), save and consolidate at the next step boundary, then keep training (a `Checkpoint`
+    callback, as `PeriodicCheckpoint`)."""
 
     def __init__(self, signum: int = signal.SIGTERM, dirpath: str | Path | None = None) -> None:
         self.signum = signum

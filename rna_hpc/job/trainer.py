@@ -85,7 +85,7 @@ def build_callbacks(cfg: DictConfig, identity: RunIdentity, ctx: JobContext, log
     from rna_hpc.job.random_state import RandomState
 
     ckpt_dir = identity.ckpt_dir
-    callbacks: list[Callback] = [
+    callbacks: list[Callback] = [  # Lightning runs checkpoint callbacks last, in this order: best scores, then saves
         ModelCheckpoint(
             dirpath=ckpt_dir,
             filename="best",

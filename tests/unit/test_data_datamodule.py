@@ -98,7 +98,7 @@ def test_resumed_fit_goes_on_with_the_next_batch_of_the_epoch(tmp_path: Path) ->
     def fit(model: Recorder, run: str, ckpt_path: Path | None = None) -> Recorder:
         dm = RNADataModule(seed=0, cache_dir=str(tmp_path), split_seed=0, batch_size=2, synthetic={"n_targets": 12})
         saver = PeriodicCheckpoint(tmp_path / run, every_n_steps=3)
-        flags = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+        flags = {"logger": False, "enable_checkpointing": True, "enable_progress_bar": False}
         trainer = pl.Trainer(max_epochs=2, use_distributed_sampler=False, callbacks=[saver], **flags)
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)

@@ -51,7 +51,7 @@ def _fit(
         max_steps=max_steps,
         logger=logger,
         log_every_n_steps=1,
-        enable_checkpointing=False,
+        enable_checkpointing=True,  # PeriodicCheckpoint is a checkpoint callback
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[PeriodicCheckpoint(run_dir / "ckpt", every_n_steps=every_n_steps, keep=10), KeepEarlierCurve()],

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -66,12 +67,12 @@ def _loader() -> DataLoader:
 
 
 def _trainer(run_dir: Path, callbacks: list, **kwargs) -> pl.Trainer:
-    """A quiet one-process CPU trainer: no logger, no default checkpointing, atomic checkpoint IO."""
+    """A quiet one-process CPU trainer: no logger, no checkpoint callbacks but those given, atomic checkpoint IO."""
     return pl.Trainer(
         accelerator="cpu",
         devices=1,
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
         enable_progress_bar=False,
         enable_model_summary=False,
         plugins=[AtomicCheckpointIO()],
@@ -194,8 +195,9 @@ class ResumableData(pl.LightningDataModule):
         return ResumableDataLoader(NoisyData(), sampler, progress=progress)
 
 
-class Interrupt(pl.Callback):
-    """Stop the fit at ``step``: after its periodic save (``batch_end``), or mid-step after a signal save."""
+class Interrupt(Checkpoint):
+    """Stop the fit at ``step``: after its periodic save (``batch_end``), or mid-step after a signal save. A
+    `Checkpoint` callback, so Lightning runs it after the savers listed before it."""
 
     def __init__(self, step: int, where: str) -> None:
         self.step, self.where = step, where
@@ -359,6 +361,32 @@ def test_a_signal_save_during_a_validation_leaves_the_job_to_resume_from_the_che
     second = Validations()
     _fit_validated(ident.run_dir, [PeriodicCheckpoint(ident.ckpt_dir, every_n_steps=2), second], resume)
     assert second.epochs == [1, 2]
+
+
+class Scores(pl.Callback):
+    """The ``val/loss`` of each validation, by the step it followed."""
+
+    def __init__(self) -> None:
+        self.by_step: dict[int, float] = {}
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.by_step[trainer.global_step] = float(trainer.callback_metrics["val/loss"])
+
+
+def test_a_save_after_a_mid_epoch_validation_holds_the_best_checkpoint_state_that_scored_it(tmp_path: Path) -> None:
+    """Validations every 2 steps; the step-4 save waits for step 4's and is taken once ModelCheckpoint has scored it,
+    so a resumed fit compares its next scores with the right best."""
+    best = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="best", monitor="val/loss")
+    scores = Scores()
+    callbacks = [best, PeriodicCheckpoint(tmp_path / "ckpt", every_n_steps=4), scores]
+    trainer = _trainer(tmp_path, callbacks, max_steps=5, val_check_interval=2, limit_val_batches=1)
+    trainer.fit(ValidatedMLP(), train_dataloaders=_loader(), val_dataloaders=_loader())
+    state = safe_torch_load(tmp_path / "ckpt" / "step-4.ckpt")["callbacks"]
+    saved = next(v for k, v in state.items() if k.startswith("ModelCheckpoint"))
+    assert sorted(scores.by_step) == [2, 4]
+    assert float(saved["current_score"]) == pytest.approx(scores.by_step[4])
+    assert float(saved["best_model_score"]) == pytest.approx(min(scores.by_step.values()))
 
 
 def test_a_save_taken_after_an_epochs_validation_resumes_into_the_next_epoch(tmp_path: Path) -> None:
