@@ -237,7 +237,8 @@ class LossConfig:
     torsion: float = 0.5
     lddt: float = 0.5  # smooth lDDT of the denoised coordinates
     rollout: float = 0.0  # 1 - TM-score of a structure the sampler rolls out from the prior (gradients through it)
-    rollout_steps: int = 3  # denoising steps of that rollout (from sigma_max, as sampling)
+    fape: float = 0.0  # FAPE of that rolled-out structure, a frame at each residue (errors clamped at 30 A, unit 10 A)
+    rollout_steps: int = 3  # denoising steps of the rollout (from sigma_max, as sampling)
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Training losses, all masked by observed residues: EDM denoising, distogram, virtual torsions, smooth lDDT, and
-the TM-score of a structure rolled out from the prior by the sampler itself."""
+the TM-score and FAPE of a structure rolled out from the prior by the sampler itself."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 LDDT_CUTOFF = 30.0  # A: pairs of C1' atoms closer than this in the truth are scored
 LDDT_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)  # A
+FAPE_CLAMP = 30.0  # A: larger errors count as this (AlphaFold clamps at 10 A, where most of a wrong fold is flat)
+FAPE_SCALE = 10.0  # A: FAPE is reported in this unit
 
 
 def _per_target_mean(values: Tensor, weights: Tensor) -> Tensor:
@@ -95,6 +97,40 @@ def rollout_loss(pred: Tensor, true: Tensor, coord_mask: Tensor) -> Tensor:
     return (1.0 - soft_tm(pred, true, coord_mask))[has].mean()
 
 
+def residue_frames(x: Tensor, coord_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """A frame at each C1' from its chain neighbours: rotations [B,L,3,3] (columns: towards the next residue, then
+    towards the previous one made orthogonal, then their cross product), origins [B,L,3], and where all three are
+    observed [B,L] (never at the chain ends)."""
+    nxt, prev = torch.roll(x, -1, dims=1) - x, torch.roll(x, 1, dims=1) - x
+    e1 = F.normalize(nxt, dim=-1, eps=1e-6)
+    e2 = F.normalize(prev - (prev * e1).sum(-1, keepdim=True) * e1, dim=-1, eps=1e-6)
+    rot = torch.stack([e1, e2, torch.linalg.cross(e1, e2)], dim=-1)
+    valid = coord_mask & torch.roll(coord_mask, -1, dims=1) & torch.roll(coord_mask, 1, dims=1)
+    valid[:, 0] = valid[:, -1] = False
+    return rot, x, valid
+
+
+def fape(pred: Tensor, true: Tensor, coord_mask: Tensor) -> Tensor:
+    """Frame-aligned point error [B] in units of 10 A: every observed C1' seen from every residue's frame
+    (`residue_frames`), predicted against true, each error clamped at 30 A. Where a helix sits relative to another
+    counts, not only the global fit. Targets without a frame score 0."""
+    rot_p, org_p, valid = residue_frames(pred, coord_mask)
+    rot_t, org_t, _ = residue_frames(true, coord_mask)
+    local_p = torch.einsum("bkij,bkli->bklj", rot_p, pred[:, None] - org_p[:, :, None])
+    local_t = torch.einsum("bkij,bkli->bklj", rot_t, true[:, None] - org_t[:, :, None])
+    err = torch.sqrt(((local_p - local_t) ** 2).sum(-1) + 1e-8).clamp(max=FAPE_CLAMP) / FAPE_SCALE
+    weight = (valid[:, :, None] & coord_mask[:, None, :]).to(err.dtype)
+    return (err * weight).sum((1, 2)) / weight.sum((1, 2)).clamp_min(1.0)
+
+
+def fape_loss(pred: Tensor, true: Tensor, coord_mask: Tensor) -> Tensor:
+    """`fape`, averaged over targets with at least one frame."""
+    has = residue_frames(true, coord_mask)[2].any(dim=1)
+    if not has.any():
+        return pred.sum() * 0.0
+    return fape(pred, true, coord_mask)[has].mean()
+
+
 def diffusion_loss(denoised: Tensor, target: Tensor, coord_mask: Tensor, weight: Tensor) -> Tensor:
     """EDM-weighted MSE of denoised vs true C1' after superposing the truth on the prediction (no gradient)."""
     aligned = superpose(target, denoised, coord_mask)
@@ -111,12 +147,15 @@ def compute_losses(net: RNA3DNet, batch: dict, out: dict, weights: Any, generato
         parts["distogram"] = distogram_loss(out["distogram_logits"], coords, cm, net.heads.distogram.bin_of)
     if w.torsion:
         parts["torsion"] = torsion_loss(out["torsion"], coords, cm)
-    if w.diffusion or w.lddt or w.rollout:
+    if w.diffusion or w.lddt or w.rollout or w.fape:
         prior, has_prior = net.prior_for(batch)
         gen = net.generator
-        if w.rollout:
+        if w.rollout or w.fape:
             rolled = gen.integrate(out["cond"], prior, mask.bool(), w.rollout_steps, generator)
+        if w.rollout:
             parts["rollout"] = rollout_loss(rolled, coords, cm)
+        if w.fape:
+            parts["fape"] = fape_loss(rolled, coords, cm)
         noisy, sigma, target, prior = gen.training_example(coords, cm, prior, mask, has_prior, generator)
         denoised = gen(noisy, sigma, prior, out["cond"], mask)
         if w.diffusion:
