@@ -62,6 +62,7 @@ def test_lora_default_with_the_module_from_resolved_containers() -> None:
         "torsion": 0.5,
         "lddt": 0.5,
         "rollout": 0.0,
+        "fape": 0.0,
         "rollout_steps": 3,
     }
     assert composed("lora=off").lora.enabled is False
