@@ -1,8 +1,10 @@
-"""Batched, masked coordinate geometry in torch: superposition, random rigid motions, virtual C1' torsions."""
+"""Batched, masked coordinate geometry in torch: superposition, random rigid motions, virtual C1' torsions, residue
+frames."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -110,3 +112,16 @@ def aform_torsions() -> Tensor:
     helix = torch.as_tensor(aform_helix(6), dtype=torch.float64).unsqueeze(0)
     angles, _ = virtual_torsions(helix, torch.ones(1, 6, dtype=torch.bool))
     return angles[0, 2].float()
+
+
+def residue_frames(x: Tensor, coord_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """A frame at each C1' [B,L,3] from its chain neighbours: rotations [B,L,3,3] (columns: towards the next residue,
+    then towards the previous one made orthogonal, then their cross product), and where all three are observed
+    [B,L] (never at the chain ends). Each frame's origin is its residue."""
+    nxt, prev = torch.roll(x, -1, dims=1) - x, torch.roll(x, 1, dims=1) - x
+    e1 = F.normalize(nxt, dim=-1, eps=1e-6)
+    e2 = F.normalize(prev - (prev * e1).sum(-1, keepdim=True) * e1, dim=-1, eps=1e-6)
+    rot = torch.stack([e1, e2, torch.linalg.cross(e1, e2)], dim=-1)
+    valid = coord_mask & torch.roll(coord_mask, -1, dims=1) & torch.roll(coord_mask, 1, dims=1)
+    valid[:, 0] = valid[:, -1] = False
+    return rot, valid

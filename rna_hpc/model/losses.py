@@ -11,7 +11,7 @@ from torch import Tensor
 
 from rna_hpc.errors import TrainingFailed
 from rna_hpc.evaluation.metrics import d0_rna, superpose_tm
-from rna_hpc.model.coords import pair_distances, superpose, virtual_torsions
+from rna_hpc.model.coords import pair_distances, residue_frames, superpose, virtual_torsions
 from rna_hpc.model.settings import loss_config
 
 if TYPE_CHECKING:
@@ -97,38 +97,30 @@ def rollout_loss(pred: Tensor, true: Tensor, coord_mask: Tensor) -> Tensor:
     return (1.0 - soft_tm(pred, true, coord_mask))[has].mean()
 
 
-def residue_frames(x: Tensor, coord_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """A frame at each C1' from its chain neighbours: rotations [B,L,3,3] (columns: towards the next residue, then
-    towards the previous one made orthogonal, then their cross product), origins [B,L,3], and where all three are
-    observed [B,L] (never at the chain ends)."""
-    nxt, prev = torch.roll(x, -1, dims=1) - x, torch.roll(x, 1, dims=1) - x
-    e1 = F.normalize(nxt, dim=-1, eps=1e-6)
-    e2 = F.normalize(prev - (prev * e1).sum(-1, keepdim=True) * e1, dim=-1, eps=1e-6)
-    rot = torch.stack([e1, e2, torch.linalg.cross(e1, e2)], dim=-1)
-    valid = coord_mask & torch.roll(coord_mask, -1, dims=1) & torch.roll(coord_mask, 1, dims=1)
-    valid[:, 0] = valid[:, -1] = False
-    return rot, x, valid
+def _fape(pred: Tensor, true: Tensor, coord_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """`fape` [B] and whether each target has a frame [B]."""
+    rot_p, valid = residue_frames(pred, coord_mask)
+    rot_t, _ = residue_frames(true, coord_mask)
+    local_p = torch.einsum("bkij,bkli->bklj", rot_p, pred[:, None] - pred[:, :, None])
+    local_t = torch.einsum("bkij,bkli->bklj", rot_t, true[:, None] - true[:, :, None])
+    err = torch.sqrt(((local_p - local_t) ** 2).sum(-1) + 1e-8).clamp(max=FAPE_CLAMP) / FAPE_SCALE
+    weight = (valid[:, :, None] & coord_mask[:, None, :]).to(err.dtype)
+    return (err * weight).sum((1, 2)) / weight.sum((1, 2)).clamp_min(1.0), valid.any(dim=1)
 
 
 def fape(pred: Tensor, true: Tensor, coord_mask: Tensor) -> Tensor:
     """Frame-aligned point error [B] in units of 10 A: every observed C1' seen from every residue's frame
-    (`residue_frames`), predicted against true, each error clamped at 30 A. Where a helix sits relative to another
-    counts, not only the global fit. Targets without a frame score 0."""
-    rot_p, org_p, valid = residue_frames(pred, coord_mask)
-    rot_t, org_t, _ = residue_frames(true, coord_mask)
-    local_p = torch.einsum("bkij,bkli->bklj", rot_p, pred[:, None] - org_p[:, :, None])
-    local_t = torch.einsum("bkij,bkli->bklj", rot_t, true[:, None] - org_t[:, :, None])
-    err = torch.sqrt(((local_p - local_t) ** 2).sum(-1) + 1e-8).clamp(max=FAPE_CLAMP) / FAPE_SCALE
-    weight = (valid[:, :, None] & coord_mask[:, None, :]).to(err.dtype)
-    return (err * weight).sum((1, 2)) / weight.sum((1, 2)).clamp_min(1.0)
+    (`rna_hpc.model.coords.residue_frames`, its origin the residue), predicted against true, each error clamped at
+    30 A. Where a helix sits relative to another counts, not only the global fit. Targets without a frame score 0."""
+    return _fape(pred, true, coord_mask)[0]
 
 
 def fape_loss(pred: Tensor, true: Tensor, coord_mask: Tensor) -> Tensor:
     """`fape`, averaged over targets with at least one frame."""
-    has = residue_frames(true, coord_mask)[2].any(dim=1)
+    values, has = _fape(pred, true, coord_mask)
     if not has.any():
         return pred.sum() * 0.0
-    return fape(pred, true, coord_mask)[has].mean()
+    return values[has].mean()
 
 
 def diffusion_loss(denoised: Tensor, target: Tensor, coord_mask: Tensor, weight: Tensor) -> Tensor:

@@ -13,8 +13,8 @@ import torch
 from rna_hpc.config.schema import LossConfig
 from rna_hpc.evaluation.baselines import BaselineContext, ss_baseline
 from rna_hpc.evaluation.metrics import tm_score
-from rna_hpc.model.coords import random_rotations
-from rna_hpc.model.losses import FAPE_CLAMP, FAPE_SCALE, compute_losses, fape, residue_frames, soft_tm
+from rna_hpc.model.coords import random_rotations, residue_frames
+from rna_hpc.model.losses import FAPE_CLAMP, FAPE_SCALE, compute_losses, fape, soft_tm
 
 TARGET = "1EIY_C"  # a 76-nt tRNA of the train split
 ROLLOUT_ONLY = LossConfig(diffusion=0.0, distogram=0.0, torsion=0.0, lddt=0.0, rollout=1.0, rollout_steps=3)
@@ -60,7 +60,7 @@ def test_fape_is_zero_for_a_rigid_motion_and_sees_a_moved_helix(batch: dict) -> 
     native, mask = batch["coords"], batch["coord_mask"]
     moved = native @ random_rotations(1, generator=torch.Generator().manual_seed(0))[0] + 7.0
     assert float(fape(moved, native, mask)) == pytest.approx(0.0, abs=1e-3)
-    _, _, valid = residue_frames(native, mask)
+    _, valid = residue_frames(native, mask)
     assert not valid[0, 0] and not valid[0, -1] and int(valid.sum()) >= int(mask.sum()) - 4
     swung = native.clone()  # the acceptor stem and the rest of the tRNA as they are, the 3' tail swung by 90 degrees
     hinge = swung[0, 65]
