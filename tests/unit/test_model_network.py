@@ -15,6 +15,7 @@ from rna_hpc.geometry import aform_helix
 from rna_hpc.model.coords import kabsch, random_rotations, virtual_torsions
 from rna_hpc.model.losses import diffusion_loss, lddt_loss, torsion_loss
 from rna_hpc.model.network import RNA3DNet, build_network
+from rna_hpc.model.trunk import OuterProductUpdate
 
 TINY = {
     "trunk": {"c_s": 32, "c_z": 16, "n_blocks": 2, "n_heads": 4},
@@ -86,6 +87,47 @@ def test_checkpointing_and_pair_chunking_give_the_same_values_and_gradients() ->
     assert results[0][1].keys() == results[1][1].keys() and len(results[0][1]) > 20
     for name, grad in results[0][1].items():
         torch.testing.assert_close(grad, results[1][1][name], atol=1e-5, rtol=1e-3, msg=name)
+
+
+def explicit_outer_product(update: OuterProductUpdate, s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Lin(a_i (x) b_j) with the outer product of every pair built in full (the definition)."""
+    x = update.norm(s)
+    m = mask.unsqueeze(-1).to(s.dtype)
+    a, b = update.a(x) * m, update.b(x) * m
+    return update.out(torch.einsum("bic,bjd->bijcd", a, b).flatten(-2))
+
+
+@pytest.mark.parametrize("chunk_size", [None, 4])
+def test_the_folded_outer_product_is_the_linear_map_of_the_outer_product(chunk_size: int | None) -> None:
+    torch.manual_seed(0)
+    update = OuterProductUpdate(c_s=12, c_z=8, chunk_size=chunk_size)
+    torch.nn.init.normal_(update.out.weight)
+    torch.nn.init.normal_(update.out.bias)  # both zero-free, so each term of the map is checked
+    s = torch.randn(2, 11, 12, requires_grad=True)
+    mask = torch.ones(2, 11, dtype=torch.bool)
+    mask[1, 7:] = False
+    results = []
+    for fn in (explicit_outer_product, lambda u, s_, m_: u(s_, m_)):
+        out = fn(update, s, mask)
+        grads = torch.autograd.grad(out.square().sum(), [s, *update.parameters()])
+        results.append((out, grads))
+    torch.testing.assert_close(results[1][0], results[0][0], atol=1e-4, rtol=1e-4)
+    for folded, explicit in zip(results[1][1], results[0][1], strict=True):
+        torch.testing.assert_close(folded, explicit, atol=1e-3, rtol=1e-4)
+
+
+def test_an_adapter_on_the_outer_products_output_layer_takes_part() -> None:
+    from peft import LoraConfig, inject_adapter_in_model
+
+    torch.manual_seed(0)
+    update = inject_adapter_in_model(LoraConfig(r=2, target_modules=["out"]), OuterProductUpdate(12, 8, None))
+    torch.nn.init.normal_(update.out.lora_B["default"].weight)  # a trained adapter (peft starts it at zero)
+    s, mask = torch.randn(1, 6, 12), torch.ones(1, 6, dtype=torch.bool)
+    with torch.no_grad():
+        adapted = update(s, mask)
+        torch.testing.assert_close(adapted, explicit_outer_product(update, s, mask), atol=1e-4, rtol=1e-4)
+        update.out = update.out.base_layer
+        assert (adapted - update(s, mask)).abs().max() > 0.1  # the adapter's share is in the update
 
 
 def test_an_untrained_model_samples_its_prior() -> None:
