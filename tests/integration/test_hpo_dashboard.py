@@ -40,13 +40,22 @@ FLAGS = [
 WAIT_S = 60
 
 
+def interruptible() -> None:
+    """Ctrl-C as in a terminal, also when the suite runs in the background (``cmd &`` starts it with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextmanager
 def dashboard(sweep: Path, log: Path) -> Iterator[str]:
     """``rna-hpc-status --dashboard <sweep> --port 0`` running; yields the URL it printed, Ctrl-C at the end."""
     status = Path(sys.executable).with_name("rna-hpc-status")
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [str(status), "--dashboard", str(sweep), "--port", "0"], stdout=out, stderr=subprocess.STDOUT, env=env()
+            [str(status), "--dashboard", str(sweep), "--port", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env(),
+            preexec_fn=interruptible,
         )
     try:
         deadline = time.monotonic() + WAIT_S
